@@ -1,0 +1,214 @@
+"""build_training_program: forward graph + loss + trainable set + optimizer -> a step list.
+
+The step list is what every back end runs: the numpy reference executes it, the memory planner
+computes liveness over it, and the C generator emits one kernel call per step. Steps of one
+training sample (``train_steps``) accumulate parameter gradients; ``update_steps`` run once per
+batch and zero the gradients again, so batch N in C is N single-sample passes.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from ..errors import ConfigError
+from ..ir import OUT, Graph, Tensor, TensorRole, get_op
+from ..ops.loss import LOSSES
+from .optimizer import SCHEDULES, state_names
+
+GRAD = "__grad"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One kernel call. kind: "fwd" | "loss" | "vjp" | "update"."""
+    kind: str
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    node: str                      # source node (or parameter, for updates)
+    attrs: Mapping = field(default_factory=dict)
+    wrt: int | None = None         # vjp: which input of the forward node
+    needs: tuple[int, ...] = ()    # vjp: forward-input indices (OUT = output) in inputs[1:]
+    fwd_inputs: tuple[str, ...] = ()  # vjp: the forward node's inputs (for shapes)
+    accumulate: bool = False       # vjp: add into the gradient instead of overwriting it
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    loss: str = "cross_entropy"
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    total_steps: int = 1000        # cosine: steps to reach 0
+    step_size: int = 100           # step: decay every step_size optimizer steps
+    gamma: float = 0.1
+    trainable: str | tuple[str, ...] = "all"
+    batch: int = 1
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        state_names(self.optimizer)
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown learning-rate schedule {self.schedule!r}; choose one of "
+                              f"{', '.join(SCHEDULES)}")
+        if not self.lr > 0:
+            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if int(self.batch) < 1:
+            raise ConfigError(f"batch must be at least 1, got {self.batch}")
+
+
+@dataclass(frozen=True)
+class TrainingProgram:
+    graph: Graph
+    config: TrainConfig
+    tensors: Mapping[str, Tensor]
+    forward_steps: tuple[Step, ...]
+    train_steps: tuple[Step, ...]
+    update_steps: tuple[Step, ...]
+    trainable: tuple[str, ...]
+    logits: str
+    label: str
+    loss: str
+
+    @property
+    def input(self) -> str:
+        return self.graph.inputs[0]
+
+    def grad_of(self, name: str) -> str:
+        return name + GRAD
+
+
+def select_trainable(graph: Graph, spec) -> tuple[str, ...]:
+    """Resolve a trainable-set spec to parameter names, in graph order.
+
+    spec: "all" | "last:N" (params of the last N layers) | "bias" | "none" | a comma-separated
+    string or a sequence of parameter names / regular expressions (full match)."""
+    params = graph.params
+    if isinstance(spec, str):
+        s = spec.strip()
+        if s == "all":
+            return tuple(params)
+        if s == "none":
+            return ()
+        if s == "bias":
+            sel = [p for p in params if graph.tensors[p].param_kind == "bias"]
+            if not sel:
+                raise ConfigError("trainable set 'bias' selects nothing: the model has no bias "
+                                  "parameters")
+            return tuple(sel)
+        m = re.fullmatch(r"last:(\d+)", s)
+        if m:
+            n = int(m.group(1))
+            layers = graph.param_nodes()
+            if n < 1 or n > len(layers):
+                raise ConfigError(f"trainable set {s!r}: the model has {len(layers)} layers with "
+                                  f"parameters; N must be 1..{len(layers)}")
+            keep = {i for node in layers[-n:] for i in node.inputs}
+            return tuple(p for p in params if p in keep)
+        spec = [x.strip() for x in s.split(",") if x.strip()]
+    sel: list[str] = []
+    for pat in spec:
+        try:
+            rx = re.compile(pat)
+        except re.error as e:
+            raise ConfigError(f"trainable pattern {pat!r} is not a valid regular expression: {e}")
+        hits = [p for p in params if p == pat or rx.fullmatch(p)]
+        if not hits:
+            raise ConfigError(f"trainable pattern {pat!r} matches no parameter; parameters are: "
+                              f"{', '.join(params)}")
+        sel += [h for h in hits if h not in sel]
+    return tuple(p for p in params if p in sel)
+
+
+def build_training_program(graph: Graph, cfg: TrainConfig) -> TrainingProgram:
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ConfigError(f"training needs one input and one output; the model has inputs "
+                          f"{list(graph.inputs)} and outputs {list(graph.outputs)}")
+    trainable = select_trainable(graph, cfg.trainable)
+    tensors = dict(graph.tensors)
+    logits = graph.outputs[0]
+    lt = tensors[logits]
+    loss_op = LOSSES[cfg.loss]
+    if loss_op == "SoftmaxCrossEntropy":
+        if len(lt.shape) != 2:
+            raise ConfigError(f"cross-entropy needs logits of shape [batch, classes]; output "
+                              f"{logits!r} has shape {lt.shape}. Add a Flatten or use --loss mse.")
+        label = Tensor("label", (lt.shape[0],), "i32", TensorRole.LABEL)
+    else:
+        label = Tensor("target", lt.shape, lt.dtype, TensorRole.LABEL)
+    loss = Tensor("loss", (), "f32", TensorRole.LOSS)
+    tensors[label.name] = label
+    tensors[loss.name] = loss
+
+    fwd = tuple(Step("fwd", n.op, n.inputs, n.outputs, n.name, n.attrs) for n in graph.nodes)
+
+    # Which tensors carry a gradient: trainable params and everything computed from them.
+    requires = set(trainable)
+    for n in graph.nodes:
+        op = get_op(n.op)
+        if any(n.inputs[i] in requires for i in op.differentiable if i < len(n.inputs)):
+            requires.update(n.outputs)
+
+    def grad(name: str) -> str:
+        g = name + GRAD
+        if g not in tensors:
+            t = tensors[name]
+            tensors[g] = Tensor(g, t.shape, t.dtype, TensorRole.GRADIENT)
+        return g
+
+    steps: list[Step] = []
+    has_grad: set[str] = set()
+    if logits in requires:
+        steps.append(Step("loss", loss_op, (logits, label.name), (loss.name, grad(logits)),
+                          loss_op))
+        has_grad.add(logits)
+    else:
+        steps.append(Step("loss", loss_op, (logits, label.name), (loss.name,), loss_op))
+
+    written: set[str] = set()
+    for n in reversed(graph.nodes):
+        y = n.outputs[0]
+        if y not in has_grad:
+            continue
+        op = get_op(n.op)
+        for i in op.differentiable:
+            if i >= len(n.inputs) or not n.inputs[i] or n.inputs[i] not in requires:
+                continue
+            x = n.inputs[i]
+            needs = op.vjp_needs[i]
+            reads = tuple(y if j == OUT else n.inputs[j] for j in needs)
+            gx = grad(x)
+            is_param = tensors[x].role is TensorRole.PARAM
+            # Parameter gradients always accumulate (over the samples of a batch, and over
+            # several uses of one parameter); activation gradients accumulate from their
+            # second contributor on (residual joins), so no separate sum buffer is needed.
+            acc = is_param or gx in written
+            steps.append(Step("vjp", n.op, (grad(y),) + reads, (gx,), n.name, n.attrs,
+                              wrt=i, needs=tuple(needs), fwd_inputs=n.inputs, accumulate=acc))
+            written.add(gx)
+            if not is_param:
+                has_grad.add(x)
+
+    updates = []
+    for p in trainable:
+        if p + GRAD not in tensors:  # parameter does not reach the loss
+            raise ConfigError(f"parameter {p!r} is trainable but does not influence the loss")
+        states = []
+        for s in state_names(cfg.optimizer):
+            sn = f"{p}__{s}"
+            t = tensors[p]
+            tensors[sn] = Tensor(sn, t.shape, t.dtype, TensorRole.OPT_STATE)
+            states.append(sn)
+        ins = (p, p + GRAD, *states)
+        updates.append(Step("update", cfg.optimizer, ins, (p, *states), p))
+
+    return TrainingProgram(graph=graph, config=cfg, tensors=tensors, forward_steps=fwd,
+                           train_steps=fwd + tuple(steps), update_steps=tuple(updates),
+                           trainable=trainable, logits=logits, label=label.name, loss=loss.name)

@@ -1,0 +1,159 @@
+"""The numpy reference executor: the one oracle the generated C is checked against.
+
+It runs exactly the IR the C is generated from: the forward graph for inference, and the
+step list of a TrainingProgram (forward, loss, VJP steps, optimizer updates) for training.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from .errors import ShapeError
+from .ir import Graph, TensorRole, get_op
+
+
+def _check_feed(graph: Graph, name: str, value) -> np.ndarray:
+    t = graph.tensors[name]
+    a = np.asarray(value)
+    if a.ndim == len(t.shape) - 1:  # a single sample without its batch dimension
+        a = a[None]
+    if tuple(a.shape[1:]) != tuple(t.shape[1:]):
+        raise ShapeError(f"input {name!r} must have shape (batch, {', '.join(map(str, t.shape[1:]))})"
+                         f" but got {tuple(np.asarray(value).shape)}")
+    return a
+
+
+def run_forward(graph: Graph, feeds: Mapping[str, np.ndarray],
+                params: Mapping[str, np.ndarray] | None = None,
+                dtype=np.float32, keep_all: bool = False) -> dict[str, np.ndarray]:
+    """Run the forward graph in numpy. ``feeds`` maps graph input names to batched arrays.
+    Returns the graph outputs (or every tensor with keep_all)."""
+    env: dict[str, np.ndarray] = {}
+    for name, v in graph.initializers.items():
+        env[name] = np.asarray(v, dtype=dtype)
+    if params:
+        for name, v in params.items():
+            env[name] = np.asarray(v, dtype=dtype)
+    for name in graph.inputs:
+        if name not in feeds:
+            raise ShapeError(f"missing input {name!r}; the model's inputs are {list(graph.inputs)}")
+        env[name] = _check_feed(graph, name, feeds[name]).astype(dtype)
+    for n in graph.nodes:
+        op = get_op(n.op)
+        xs = [env[i] if i else None for i in n.inputs]
+        env[n.outputs[0]] = np.asarray(op.forward(xs, n.attrs)).astype(dtype, copy=False)
+    if keep_all:
+        return env
+    return {o: env[o] for o in graph.outputs}
+
+
+class ReferenceTrainer:
+    """Executes a TrainingProgram in numpy: ``train_step`` runs the per-sample steps on a whole
+    minibatch (the loss is the batch mean, exactly what N accumulated C samples compute) and
+    then the optimizer updates."""
+
+    def __init__(self, program, dtype=np.float32):
+        from .passes.optimizer import state_names  # noqa: F401  (validates optimizer)
+        self.program = program
+        self.dtype = dtype
+        g = program.graph
+        self.weights = {k: np.array(v, dtype=dtype) for k, v in g.initializers.items()}
+        self.grads = {p: np.zeros_like(self.weights[p]) for p in program.trainable}
+        self.state = {n: np.zeros(t.shape, dtype) for n, t in program.tensors.items()
+                      if t.role is TensorRole.OPT_STATE}
+        self.step_count = 0
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return {p: self.weights[p] for p in self.program.graph.params}
+
+    def infer(self, x) -> np.ndarray:
+        out = run_forward(self.program.graph, {self.program.input: x}, self.weights, self.dtype)
+        return out[self.program.logits]
+
+    def _labels(self, y, batch):
+        p = self.program
+        t = p.tensors[p.label]
+        a = np.asarray(y)
+        if t.dtype == "i32":
+            a = a.astype(np.int64).reshape(-1)
+            if a.shape[0] != batch:
+                raise ShapeError(f"got {a.shape[0]} labels for a batch of {batch} samples")
+            return a
+        a = a.astype(self.dtype)
+        if a.ndim == len(t.shape) - 1:
+            a = a[None]
+        if tuple(a.shape[1:]) != tuple(t.shape[1:]) or a.shape[0] != batch:
+            raise ShapeError(f"targets must have shape ({batch}, "
+                             f"{', '.join(map(str, t.shape[1:]))}), got {np.shape(y)}")
+        return a
+
+    def loss_and_grads(self, x, y) -> tuple[float, dict[str, np.ndarray]]:
+        """Run forward + loss + backward on a minibatch; return the loss and the parameter
+        gradients (accumulated into self.grads, as the C does until the next update)."""
+        p = self.program
+        env: dict[str, np.ndarray] = dict(self.weights)
+        env.update({k + "__grad": v for k, v in self.grads.items()})
+        xb = _check_feed(p.graph, p.input, x).astype(self.dtype)
+        env[p.input] = xb
+        env[p.label] = self._labels(y, xb.shape[0])
+        for s in p.train_steps:
+            op = get_op(s.op)
+            if s.kind == "fwd":
+                xs = [env[i] if i else None for i in s.inputs]
+                env[s.outputs[0]] = np.asarray(op.forward(xs, s.attrs)).astype(self.dtype, copy=False)
+            elif s.kind == "loss":
+                xs = [env[i] for i in s.inputs]
+                loss = op.forward(xs, s.attrs)
+                env[s.outputs[0]] = loss
+                if len(s.outputs) > 1:
+                    env[s.outputs[1]] = op.vjp(0, np.asarray(1, self.dtype), xs, loss, s.attrs,
+                                               [a.shape for a in xs]).astype(self.dtype)
+            else:  # vjp
+                xs: list = [None] * len(s.fwd_inputs)
+                yv = None
+                for j, name in zip(s.needs, s.inputs[1:]):
+                    if j == -1:
+                        yv = env[name]
+                    else:
+                        xs[j] = env[name]
+                shapes = [env[n].shape if n in env else None for n in s.fwd_inputs]
+                gx = np.asarray(op.vjp(s.wrt, env[s.inputs[0]], xs, yv, s.attrs, shapes),
+                                dtype=self.dtype)
+                out = s.outputs[0]
+                if s.accumulate:
+                    env[out] += gx  # param grads are self.grads arrays: accumulate in place
+                else:
+                    env[out] = gx
+        return float(env[p.loss]), self.grads
+
+    def train_step(self, x, y) -> float:
+        """One optimizer step on a minibatch. On NaN/Inf nothing is changed and
+        NumericFaultError is raised: the weights stay the last good ones."""
+        from .errors import NumericFaultError
+        from .passes.optimizer import apply_update
+        loss, grads = self.loss_and_grads(x, y)
+        bad = [k for k, g in grads.items() if not np.all(np.isfinite(g))]
+        if not np.isfinite(loss) or bad:
+            for g in grads.values():
+                g[...] = 0
+            what = f"loss {loss}" if not np.isfinite(loss) else f"gradient of {bad[0]!r}"
+            raise NumericFaultError(
+                f"training step {self.step_count} produced a non-finite {what}; the update was "
+                "not applied and the weights are the last good ones. Lower the learning rate "
+                "or check the data for NaN/Inf values.")
+        cfg = self.program.config
+        saved = {p: self.weights[p].copy() for p in self.program.trainable}
+        for s in self.program.update_steps:
+            pname = s.inputs[0]
+            apply_update(s.op, cfg, self.weights[pname], self.grads[pname],
+                         [self.state[n] for n in s.inputs[2:]], self.step_count)
+        bad = [p for p in self.program.trainable if not np.all(np.isfinite(self.weights[p]))]
+        if bad:
+            self.weights.update(saved)
+            raise NumericFaultError(
+                f"training step {self.step_count}: the update made {bad[0]!r} non-finite; "
+                "the weights were restored to the last good ones. Lower the learning rate.")
+        self.step_count += 1
+        return loss
