@@ -28,18 +28,21 @@ def state_names(optimizer: str) -> tuple[str, ...]:
                           f"{', '.join(OPTIMIZERS)}") from None
 
 
-def lr_at(cfg, t: int) -> float:
-    """Learning rate for optimizer step t (0-based), computed in float32 like the C code."""
-    lr = np.float32(cfg.lr)
+def lr_at(cfg, t: int, dtype=np.float32) -> float:
+    """Learning rate for optimizer step t (0-based), computed in `dtype` the way the C code
+    computes it in float (step decay by repeated multiplication)."""
+    f = np.dtype(dtype).type
+    lr = f(cfg.lr)
     if cfg.schedule == "constant":
         return float(lr)
     if cfg.schedule == "cosine":
         total = max(int(cfg.total_steps), 1)
-        frac = np.float32(min(t, total)) / np.float32(total)
-        return float(np.float32(0.5) * lr * (np.float32(1) + np.float32(math.cos(math.pi * frac))))
+        frac = f(min(t, total)) / f(total)
+        return float(f(0.5) * lr * (f(1) + f(math.cos(math.pi * frac))))
     if cfg.schedule == "step":
-        k = t // max(int(cfg.step_size), 1)
-        return float(lr * np.float32(cfg.gamma) ** k)
+        for _ in range(t // max(int(cfg.step_size), 1)):
+            lr = lr * f(cfg.gamma)
+        return float(lr)
     raise ConfigError(f"unknown learning-rate schedule {cfg.schedule!r}; choose one of "
                       f"{', '.join(SCHEDULES)}")
 
@@ -48,7 +51,7 @@ def apply_update(optimizer: str, cfg, w: np.ndarray, g: np.ndarray, state: list[
                  t: int) -> None:
     """In-place update of w (and state), then g is zeroed. t is the 0-based step index."""
     f = w.dtype.type
-    lr, wd = f(lr_at(cfg, t)), f(cfg.weight_decay)
+    lr, wd = f(lr_at(cfg, t, w.dtype)), f(cfg.weight_decay)
     gg = g + wd * w if cfg.weight_decay else g
     if optimizer == "sgd":
         w -= lr * gg

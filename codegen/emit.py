@@ -1,0 +1,237 @@
+"""emit_project: TrainingProgram + MemoryPlan -> a folder of C99 sources.
+
+The folder is self-contained: generated tt_model.{h,c}, the runtime_c kernels it calls, a host
+Makefile, an example main.c, a README of the API and tt_manifest.json (what the host simulator
+and the board builder read; also the list of files export created, so a re-export never touches
+anything else).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from math import prod
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from .. import __version__
+from ..errors import ExportError
+from ..ir import TensorRole
+from . import kernels
+from .cfloat import c_float, c_float_array
+from .names import CNames
+
+TEMPLATES = Path(__file__).parent / "templates"
+RUNTIME = Path(__file__).resolve().parent.parent / "runtime_c"
+if not RUNTIME.exists():  # installed layout: runtime_c shipped inside the package
+    RUNTIME = Path(__file__).resolve().parent / "runtime_c"
+MANIFEST = "tt_manifest.json"
+SECTION_ARRAY = {"params_rw": "tt_params_rw", "params_ro": "tt_params_ro",
+                 "grads": "tt_grads", "opt_state": "tt_opt_state", "arena": "tt_arena"}
+
+
+@dataclass(frozen=True)
+class EmitResult:
+    out_dir: Path
+    files: tuple[str, ...]
+    manifest: dict
+
+
+class EmitCtx:
+    def __init__(self, program, plan, names):
+        self.program, self.plan, self.names = program, plan, names
+        self.structs: dict[str, dict] = {}
+
+    def shape(self, name):
+        return self.program.tensors[name].shape
+
+    def ptr(self, name) -> str:
+        pl = self.plan.placements.get(name)
+        if pl is not None and pl.section.startswith("external:"):
+            name = pl.section.split(":", 1)[1]
+        if name == self.program.input:
+            return "x"
+        if name == self.program.label:
+            return "label" if self.program.tensors[name].dtype == "i32" else "target"
+        return "t_" + self.names(name)
+
+    def const_struct(self, ctype, key, values) -> str:
+        name = "k_" + self.names("struct:" + key).replace("struct_", "", 1)
+        vals = ", ".join(str(v) for v in values)
+        prev = self.structs.get(name)
+        if prev is None:
+            self.structs[name] = {"type": ctype, "name": name, "values": vals}
+        elif prev["values"] != vals:  # same node, different geometry: should never happen
+            raise ExportError(f"internal: two descriptors named {name}")
+        return name
+
+
+def _step_comment(s, ctx) -> str:
+    outs = []
+    for o in s.outputs:
+        pl = ctx.plan.placements.get(o)
+        if pl is not None and pl.section == "arena":
+            outs.append(f"{o} -> arena[{pl.offset}:{pl.offset + pl.nbytes}]")
+        else:
+            outs.append(o)
+    what = {"fwd": "forward", "vjp": f"backward wrt input {s.wrt}", "loss": "loss",
+            "update": "update"}[s.kind]
+    return f"{s.node} ({s.op}, {what}): {', '.join(outs)}".replace("*/", "* /")
+
+
+def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
+    names = CNames()
+    ctx = EmitCtx(program, plan, names)
+    cfg = program.config
+    tensors = program.tensors
+
+    macros = []
+    for name, pl in plan.placements.items():
+        if pl.section.startswith("external:"):
+            continue
+        arr = SECTION_ARRAY[pl.section]
+        if pl.offset % 4:
+            raise ExportError(f"internal: {name} is not 4-byte aligned")
+        comment = ""
+        if pl.section == "arena":
+            comment = f" /* {tensors[name].shape} steps {pl.first}..{pl.last} */"
+        macros.append({"macro": ctx.ptr(name), "expr": f"({arr} + {pl.offset // 4})",
+                       "comment": comment})
+
+    def pack(section):
+        n = plan.section_bytes[section] // 4
+        buf = np.zeros(max(n, 1), np.float32)
+        for name, pl in plan.placements.items():
+            if pl.section == section:
+                v = np.asarray(program.graph.initializers[name], np.float32).reshape(-1)
+                if not np.all(np.isfinite(v)):
+                    raise ExportError(f"parameter {name!r} contains NaN or Inf; cannot export")
+                buf[pl.offset // 4: pl.offset // 4 + v.size] = v
+        return c_float_array(buf[:max(n, 1)])
+
+    def calls(step_list, table):
+        out = []
+        for s in step_list:
+            fn = table.get(s.op)
+            if fn is None:
+                raise ExportError(f"node {s.node!r} ({s.op}): no fp32 C kernel for this op")
+            out.append({"comment": _step_comment(s, ctx), "calls": fn(s, ctx)})
+        return out
+
+    forward = calls(program.forward_steps, kernels.FORWARD)
+    rest = program.train_steps[len(program.forward_steps):]
+    loss_step = rest[0]
+    if len(loss_step.outputs) < 2:
+        raise ExportError("nothing to train: no trainable parameter influences the loss "
+                          "(check --trainable)")
+    backward = calls(rest[1:], kernels.VJP)
+    loss = {"comment": _step_comment(loss_step, ctx),
+            "call": kernels.loss_call(loss_step, ctx, f"(1.0f / {cfg.batch})", "l")}
+    updates = [kernels.update_call(s, ctx, "lr", cfg, "(int)ctx->step + 1")
+               for s in program.update_steps]
+
+    params = []
+    for name in program.graph.params + [n for n, t in tensors.items() if t.role is TensorRole.CONST]:
+        t = tensors[name]
+        params.append({"name": name, "macro": ctx.ptr(name), "size": t.size,
+                       "shape": list(t.shape), "trainable": name in program.trainable})
+    mem = dict(plan.section_bytes)
+    ck = 20 + mem["params_rw"] + mem["opt_state"] + 4
+    banner = ("/* Generated by tinytrain {v} -- do not edit.\n"
+              " * model hash 0x{h:08X}\n * command: {c}\n */").format(
+        v=__version__, h=model_hash, c=command.replace("*/", "* /"))
+    out_t = tensors[program.logits]
+    in_t = tensors[program.input]
+    return {
+        "banner": banner, "model_hash": model_hash, "loss": loss_step.op,
+        "input_size": in_t.size, "input_shape": list(in_t.shape),
+        "output_size": out_t.size, "output_shape": list(out_t.shape),
+        "batch": cfg.batch, "params": params,
+        "trainable_floats": mem["params_rw"] // 4, "mem": mem, "checkpoint_bytes": ck,
+        "tensor_macros": macros, "const_structs": list(ctx.structs.values()),
+        "params_init": pack("params_rw"), "params_ro": pack("params_ro"),
+        "forward": forward, "backward": backward, "loss_step": loss, "updates": updates,
+        "schedule": cfg.schedule, "lr": c_float(cfg.lr), "gamma": c_float(cfg.gamma),
+        "total_steps": int(cfg.total_steps), "step_size": int(cfg.step_size),
+        "logits_macro": ctx.ptr(program.logits),
+        "label_arg": "label" if loss_step.op == "SoftmaxCrossEntropy" else "target",
+    }
+
+
+def _runtime_files() -> list[Path]:
+    inc = sorted((RUNTIME / "include").glob("*.h"))
+    src = sorted((RUNTIME / "src").glob("*.c"))
+    return inc + src
+
+
+def emit_project(program, plan, out_dir, *, model_hash: int, command: str = "",
+                 force: bool = False) -> EmitResult:
+    """Write the C project. Refuses a non-empty directory that tinytrain did not create;
+    on re-export it replaces only the files listed in the previous manifest."""
+    out = Path(out_dir)
+    old_files: list[str] = []
+    if out.exists():
+        if not out.is_dir():
+            raise ExportError(f"{out} exists and is not a directory")
+        existing = sorted(p.name for p in out.iterdir())
+        if existing:
+            mf = out / MANIFEST
+            if not mf.exists():
+                raise ExportError(
+                    f"{out} already holds files tinytrain did not create ({', '.join(existing[:5])}"
+                    f"{', ...' if len(existing) > 5 else ''}); choose an empty or new directory. "
+                    "Nothing was written.")
+            try:
+                old_files = json.loads(mf.read_text())["files"]
+            except (ValueError, KeyError):
+                raise ExportError(f"{mf} is not a tinytrain manifest; refusing to overwrite "
+                                  f"{out}. Nothing was written.") from None
+            foreign = [e for e in existing if e not in old_files and e != MANIFEST
+                       and e not in ("build", "tt_host.so")]
+            if foreign and not force:
+                raise ExportError(
+                    f"{out} holds files from an earlier export plus files tinytrain did not "
+                    f"create ({', '.join(foreign[:5])}); move them away or export elsewhere. "
+                    "Nothing was written.")
+    ctx = emit_context(program, plan, model_hash=model_hash, command=command)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    rendered = {
+        "tt_model.h": env.get_template("tt_model.h.j2").render(**ctx),
+        "tt_model.c": env.get_template("tt_model.c.j2").render(**ctx),
+        "main.c": env.get_template("main.c.j2").render(**ctx),
+        "Makefile": env.get_template("Makefile.j2").render(**ctx),
+        "README.md": env.get_template("README.md.j2").render(**ctx),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in old_files:  # only what our previous export created
+        p = out / stale
+        if p.is_file() and stale not in rendered:
+            p.unlink()
+    files = []
+    for name, text in rendered.items():
+        (out / name).write_text(text)
+        files.append(name)
+    for f in _runtime_files():
+        shutil.copyfile(f, out / f.name)
+        files.append(f.name)
+    cfg = program.config
+    manifest = {
+        "tinytrain": __version__, "model_hash": f"{model_hash:08x}", "command": command,
+        "precision": "fp32", "algo": "bp",
+        "input": {"name": program.input, "shape": ctx["input_shape"]},
+        "output": {"name": program.logits, "shape": ctx["output_shape"]},
+        "loss": ctx["loss"], "label_dtype": program.tensors[program.label].dtype,
+        "batch": cfg.batch, "optimizer": cfg.optimizer, "lr": cfg.lr, "schedule": cfg.schedule,
+        "trainable": list(program.trainable),
+        "params": [{k: p[k] for k in ("name", "shape", "size", "trainable")} for p in ctx["params"]],
+        "trainable_floats": ctx["trainable_floats"], "checkpoint_bytes": ctx["checkpoint_bytes"],
+        "memory": plan.report(),
+        "sources": sorted(f for f in files if f.endswith(".c") and f != "main.c"),
+        "files": sorted(files),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return EmitResult(out, tuple(sorted(files)), manifest)

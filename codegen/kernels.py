@@ -1,0 +1,284 @@
+"""The f32 kernel table: IR step -> C statement(s) calling runtime_c.
+
+Each entry gets the step and an EmitCtx (pointer expressions, shapes, a place to declare
+constant parameter structs) and returns the C statements. Shapes are the batch-1 IR shapes.
+"""
+from __future__ import annotations
+
+from math import prod
+
+from .cfloat import c_float
+
+
+def _n(shape) -> int:
+    return int(prod(shape)) if shape else 1
+
+
+def _acc(step) -> str:
+    return "1" if step.accumulate else "0"
+
+
+def _spatial(shape):
+    """[1, C, H, W] or [1, C, L] -> (C, H, W) with H = 1 for 1-D."""
+    if len(shape) == 4:
+        return shape[1], shape[2], shape[3]
+    if len(shape) == 3:
+        return shape[1], 1, shape[2]
+    raise ValueError(f"expected a 3-D or 4-D activation, got {shape}")
+
+
+def _pads(attrs, rank):
+    pads = tuple(attrs.get("pads", (0,) * (2 * rank)))
+    return (pads[0], pads[1]) if rank == 2 else (0, pads[0])
+
+
+def _conv_params(ctx, step, x, w, y):
+    c, h, wd = _spatial(ctx.shape(x))
+    oc, oh, ow = _spatial(ctx.shape(y))
+    ws = ctx.shape(w)
+    rank = len(ws) - 2
+    kh, kw = (ws[2], ws[3]) if rank == 2 else (1, ws[2])
+    st = tuple(step.attrs.get("strides", (1,) * rank))
+    sh, sw = (st[0], st[1]) if rank == 2 else (1, st[0])
+    pt, pl = _pads(step.attrs, rank)
+    g = int(step.attrs.get("group", 1))
+    return ctx.const_struct("tt_conv2d_params", "conv_" + step.node,
+                            [c, h, wd, oc, oh, ow, kh, kw, sh, sw, pt, pl, g])
+
+
+def _pool_params(ctx, step, x, y):
+    c, h, wd = _spatial(ctx.shape(x))
+    _, oh, ow = _spatial(ctx.shape(y))
+    ks = tuple(step.attrs["kernel_shape"])
+    rank = len(ks)
+    kh, kw = (ks[0], ks[1]) if rank == 2 else (1, ks[0])
+    st = tuple(step.attrs.get("strides", (1,) * rank))
+    sh, sw = (st[0], st[1]) if rank == 2 else (1, st[0])
+    pt, pl = _pads(step.attrs, rank)
+    cip = int(step.attrs.get("count_include_pad", 0))
+    return ctx.const_struct("tt_pool2d_params", "pool_" + step.node,
+                            [c, h, wd, oh, ow, kh, kw, sh, sw, pt, pl, cip])
+
+
+def _bcast(ctx, step, a, b, y):
+    """4-D broadcast descriptor for numpy broadcasting of a and b to y."""
+    ys = list(ctx.shape(y))
+    if len(ys) > 4:
+        raise ValueError(f"{step.node}: broadcasting supports rank <= 4, got {ys}")
+    ys4 = [1] * (4 - len(ys)) + ys
+
+    def strides(shape):
+        s4 = [1] * (4 - len(shape)) + list(shape)
+        st, acc = [0] * 4, 1
+        for i in range(3, -1, -1):
+            st[i] = 0 if (s4[i] == 1 and ys4[i] != 1) else acc
+            acc *= s4[i]
+        return st
+    return ctx.const_struct("tt_bcast4", "bcast_" + step.node,
+                            ["{" + ", ".join(map(str, ys4)) + "}",
+                             "{" + ", ".join(map(str, strides(ctx.shape(a)))) + "}",
+                             "{" + ", ".join(map(str, strides(ctx.shape(b)))) + "}"])
+
+
+# ---------------------------------------------------------------- forward
+def fwd_gemm(s, ctx):
+    x, w = s.inputs[0], s.inputs[1]
+    b = ctx.ptr(s.inputs[2]) if len(s.inputs) > 2 and s.inputs[2] else "NULL"
+    n, k = ctx.shape(x)
+    m = ctx.shape(w)[0]
+    return [f"tt_gemm_fwd_f32({ctx.ptr(x)}, {ctx.ptr(w)}, {b}, {ctx.ptr(s.outputs[0])}, {n}, {k}, {m})"]
+
+
+def fwd_conv(s, ctx):
+    x, w, y = s.inputs[0], s.inputs[1], s.outputs[0]
+    b = ctx.ptr(s.inputs[2]) if len(s.inputs) > 2 and s.inputs[2] else "NULL"
+    p = _conv_params(ctx, s, x, w, y)
+    return [f"tt_conv2d_fwd_f32(&{p}, {ctx.ptr(x)}, {ctx.ptr(w)}, {b}, {ctx.ptr(y)})"]
+
+
+def _unary(kernel, extra=lambda s: []):
+    def f(s, ctx):
+        x, y = s.inputs[0], s.outputs[0]
+        args = [ctx.ptr(x), ctx.ptr(y), str(_n(ctx.shape(x)))] + extra(s)
+        return [f"{kernel}({', '.join(args)})"]
+    return f
+
+
+def _clip_args(s):
+    return [c_float(s.attrs["min"]), c_float(s.attrs["max"])]
+
+
+def fwd_pool(kernel):
+    def f(s, ctx):
+        x, y = s.inputs[0], s.outputs[0]
+        return [f"{kernel}(&{_pool_params(ctx, s, x, y)}, {ctx.ptr(x)}, {ctx.ptr(y)})"]
+    return f
+
+
+def fwd_gap(s, ctx):
+    x, y = s.inputs[0], s.outputs[0]
+    c, h, w = _spatial(ctx.shape(x))
+    return [f"tt_global_avgpool_fwd_f32({ctx.ptr(x)}, {ctx.ptr(y)}, {c}, {h * w})"]
+
+
+def fwd_binary(kernel):
+    def f(s, ctx):
+        a, b, y = s.inputs[0], s.inputs[1], s.outputs[0]
+        d = _bcast(ctx, s, a, b, y)
+        return [f"{kernel}(&{d}, {ctx.ptr(a)}, {ctx.ptr(b)}, {ctx.ptr(y)})"]
+    return f
+
+
+def fwd_reshape(s, ctx):
+    if ctx.ptr(s.inputs[0]) == ctx.ptr(s.outputs[0]):
+        return []  # a view: same bytes
+    n = _n(ctx.shape(s.inputs[0]))
+    return [f"memcpy({ctx.ptr(s.outputs[0])}, {ctx.ptr(s.inputs[0])}, {n} * sizeof(float))"]
+
+
+def fwd_softmax(s, ctx):
+    sh = ctx.shape(s.inputs[0])
+    cols = sh[-1]
+    return [f"tt_softmax_fwd_f32({ctx.ptr(s.inputs[0])}, {ctx.ptr(s.outputs[0])}, "
+            f"{_n(sh) // cols}, {cols})"]
+
+
+FORWARD = {
+    "Gemm": fwd_gemm, "Conv": fwd_conv,
+    "Relu": _unary("tt_relu_fwd_f32"), "Sigmoid": _unary("tt_sigmoid_fwd_f32"),
+    "Tanh": _unary("tt_tanh_fwd_f32"), "Clip": _unary("tt_clip_fwd_f32", _clip_args),
+    "LeakyRelu": _unary("tt_leaky_relu_fwd_f32", lambda s: [c_float(s.attrs.get("alpha", 0.01))]),
+    "MaxPool": fwd_pool("tt_maxpool2d_fwd_f32"), "AveragePool": fwd_pool("tt_avgpool2d_fwd_f32"),
+    "GlobalAveragePool": fwd_gap, "Add": fwd_binary("tt_add_fwd_f32"),
+    "Mul": fwd_binary("tt_mul_fwd_f32"), "Reshape": fwd_reshape, "Softmax": fwd_softmax,
+}
+
+
+# ---------------------------------------------------------------- backward (VJP)
+def _vjp_io(s):
+    """(gy, {forward input index or -1: tensor}, gx)"""
+    return s.inputs[0], dict(zip(s.needs, s.inputs[1:])), s.outputs[0]
+
+
+def vjp_gemm(s, ctx):
+    gy, saved, gx = _vjp_io(s)
+    x, w = s.fwd_inputs[0], s.fwd_inputs[1]
+    n, k = ctx.shape(x)
+    m = ctx.shape(w)[0]
+    if s.wrt == 0:
+        return [f"tt_gemm_bwd_x_f32({ctx.ptr(gy)}, {ctx.ptr(saved[1])}, {ctx.ptr(gx)}, {n}, {k}, {m}, {_acc(s)})"]
+    if s.wrt == 1:
+        return [f"tt_gemm_bwd_w_f32({ctx.ptr(gy)}, {ctx.ptr(saved[0])}, {ctx.ptr(gx)}, {n}, {k}, {m}, {_acc(s)})"]
+    return [f"tt_bias_bwd_f32({ctx.ptr(gy)}, {ctx.ptr(gx)}, {n}, {m}, 1, {_acc(s)})"]
+
+
+def vjp_conv(s, ctx):
+    gy, saved, gx = _vjp_io(s)
+    x, w = s.fwd_inputs[0], s.fwd_inputs[1]
+    y = gy  # same shape as the output
+    p = _conv_params(ctx, s, x, w, y)
+    if s.wrt == 0:
+        return [f"tt_conv2d_bwd_x_f32(&{p}, {ctx.ptr(gy)}, {ctx.ptr(saved[1])}, {ctx.ptr(gx)}, {_acc(s)})"]
+    if s.wrt == 1:
+        return [f"tt_conv2d_bwd_w_f32(&{p}, {ctx.ptr(gy)}, {ctx.ptr(saved[0])}, {ctx.ptr(gx)}, {_acc(s)})"]
+    oc, oh, ow = _spatial(ctx.shape(gy))
+    return [f"tt_bias_bwd_f32({ctx.ptr(gy)}, {ctx.ptr(gx)}, 1, {oc}, {oh * ow}, {_acc(s)})"]
+
+
+def _vjp_unary(kernel, saved_index, extra=lambda s: []):
+    def f(s, ctx):
+        gy, saved, gx = _vjp_io(s)
+        args = [ctx.ptr(gy), ctx.ptr(saved[saved_index]), ctx.ptr(gx), str(_n(ctx.shape(gy)))]
+        return [f"{kernel}({', '.join(args + extra(s) + [_acc(s)])})"]
+    return f
+
+
+def vjp_pool_max(s, ctx):
+    gy, saved, gx = _vjp_io(s)
+    x = s.fwd_inputs[0]
+    p = _pool_params(ctx, s, x, gy)
+    return [f"tt_maxpool2d_bwd_x_f32(&{p}, {ctx.ptr(gy)}, {ctx.ptr(saved[0])}, {ctx.ptr(gx)}, {_acc(s)})"]
+
+
+def vjp_pool_avg(s, ctx):
+    gy, saved, gx = _vjp_io(s)
+    p = _pool_params(ctx, s, s.fwd_inputs[0], gy)
+    return [f"tt_avgpool2d_bwd_x_f32(&{p}, {ctx.ptr(gy)}, {ctx.ptr(gx)}, {_acc(s)})"]
+
+
+def vjp_gap(s, ctx):
+    gy, saved, gx = _vjp_io(s)
+    c, h, w = _spatial(ctx.shape(s.fwd_inputs[0]))
+    return [f"tt_global_avgpool_bwd_x_f32({ctx.ptr(gy)}, {ctx.ptr(gx)}, {c}, {h * w}, {_acc(s)})"]
+
+
+def vjp_add(s, ctx):
+    gy, saved, gx = _vjp_io(s)
+    a, b = s.fwd_inputs
+    d = _bcast(ctx, s, a, b, gy)
+    if ctx.ptr(gy) == ctx.ptr(gx) and not s.accumulate:
+        return []  # the gradient of a same-shape Add operand is gy itself, already in place
+    return [f"tt_add_bwd_f32(&{d}, {ctx.ptr(gy)}, {ctx.ptr(gx)}, {s.wrt}, {_acc(s)})"]
+
+
+def vjp_mul(s, ctx):
+    gy, saved, gx = _vjp_io(s)
+    a, b = s.fwd_inputs
+    d = _bcast(ctx, s, a, b, gy)
+    other = saved[1 - s.wrt]
+    return [f"tt_mul_bwd_f32(&{d}, {ctx.ptr(gy)}, {ctx.ptr(other)}, {ctx.ptr(gx)}, {s.wrt}, {_acc(s)})"]
+
+
+def vjp_reshape(s, ctx):
+    gy, saved, gx = _vjp_io(s)
+    if ctx.ptr(gy) == ctx.ptr(gx):
+        return []
+    n = _n(ctx.shape(gy))
+    if s.accumulate:
+        d = ctx.const_struct("tt_bcast4", "bcast_acc_" + s.node, ["{1, 1, 1, %d}" % n, "{0, 0, 0, 1}", "{0, 0, 0, 1}"])
+        return [f"tt_add_bwd_f32(&{d}, {ctx.ptr(gy)}, {ctx.ptr(gx)}, 0, 1)"]
+    return [f"memcpy({ctx.ptr(gx)}, {ctx.ptr(gy)}, {n} * sizeof(float))"]
+
+
+def vjp_softmax(s, ctx):
+    gy, saved, gx = _vjp_io(s)
+    sh = ctx.shape(gy)
+    cols = sh[-1]
+    return [f"tt_softmax_bwd_x_f32({ctx.ptr(gy)}, {ctx.ptr(saved[-1])}, {ctx.ptr(gx)}, "
+            f"{_n(sh) // cols}, {cols}, {_acc(s)})"]
+
+
+VJP = {
+    "Gemm": vjp_gemm, "Conv": vjp_conv,
+    "Relu": _vjp_unary("tt_relu_bwd_x_f32", -1),
+    "Sigmoid": _vjp_unary("tt_sigmoid_bwd_x_f32", -1),
+    "Tanh": _vjp_unary("tt_tanh_bwd_x_f32", -1),
+    "Clip": _vjp_unary("tt_clip_bwd_x_f32", -1, _clip_args),
+    "LeakyRelu": _vjp_unary("tt_leaky_relu_bwd_x_f32", 0,
+                            lambda s: [c_float(s.attrs.get("alpha", 0.01))]),
+    "MaxPool": vjp_pool_max, "AveragePool": vjp_pool_avg, "GlobalAveragePool": vjp_gap,
+    "Add": vjp_add, "Mul": vjp_mul, "Reshape": vjp_reshape, "Softmax": vjp_softmax,
+}
+
+
+def loss_call(s, ctx, scale: str, loss_var: str):
+    pred, label = s.inputs
+    g = ctx.ptr(s.outputs[1]) if len(s.outputs) > 1 else None
+    sh = ctx.shape(pred)
+    if s.op == "SoftmaxCrossEntropy":
+        return (f"tt_softmax_xent_f32({ctx.ptr(pred)}, label, {sh[0]}, {sh[1]}, {scale}, "
+                f"&{loss_var}, {g})")
+    return f"tt_mse_f32({ctx.ptr(pred)}, target, {_n(sh)}, {scale}, &{loss_var}, {g})"
+
+
+def update_call(s, ctx, lr: str, cfg, t: str):
+    p, g, *st = s.inputs
+    n = _n(ctx.shape(p))
+    wd = c_float(cfg.weight_decay)
+    if s.op == "sgd":
+        return f"tt_sgd_upd_f32({ctx.ptr(p)}, {ctx.ptr(g)}, {n}, {lr}, {wd})"
+    if s.op == "momentum":
+        return (f"tt_momentum_upd_f32({ctx.ptr(p)}, {ctx.ptr(g)}, {ctx.ptr(st[0])}, {n}, {lr}, "
+                f"{c_float(cfg.momentum)}, {wd})")
+    return (f"tt_adam_upd_f32({ctx.ptr(p)}, {ctx.ptr(g)}, {ctx.ptr(st[0])}, {ctx.ptr(st[1])}, {n}, "
+            f"{lr}, {c_float(cfg.beta1)}, {c_float(cfg.beta2)}, {c_float(cfg.eps)}, {wd}, {t})")

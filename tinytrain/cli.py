@@ -1,0 +1,339 @@
+"""The `tinytrain` command line. Every user-caused error prints one readable paragraph and
+exits with status 2; tracebacks are for bugs only (TINYTRAIN_DEBUG=1 shows them anyway)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .errors import TinytrainError
+
+DESCRIPTION = """\
+tinytrain turns a small neural network (ONNX) into self-contained C99 that trains the model
+on a microcontroller: forward pass, backpropagation, loss and optimizer over one static
+memory arena, with no dynamic allocation. The same code runs on your PC (host simulation,
+checked against a numpy reference) and on Cortex-M / RISC-V boards.
+
+Typical flow:
+  tinytrain inspect model.onnx                      what training would cost, layer by layer
+  tinytrain train model.onnx --data d.npz           train in the numpy reference (no C)
+  tinytrain export model.onnx -o out/ --trainable last:1 --lr 0.05
+  tinytrain simulate out/ --data d.npz --epochs 5   train with the generated C on this PC
+"""
+
+EPILOG = """\
+data files:
+  .npz archives with x_train (float32, [N, *input shape]) and y_train (int class indices,
+  or float targets for --loss mse); x_test / y_test are optional and used for accuracy.
+
+trainable sets (--trainable):
+  all        every parameter (default)
+  last:N     the parameters of the last N layers (e.g. last:1 = the classifier)
+  bias       biases only (TinyTL-style: tiny memory, no saved activations for weights)
+  NAMES      comma-separated parameter names or regular expressions, e.g. 'fc2\\..*,conv1.bias'
+  Layers before the first trainable one compute no input gradients, and frozen layers keep
+  no activations for the backward pass: a smaller trainable set needs less RAM.
+
+exit status:
+  0 success, 1 training stopped on a numeric fault (weights kept), 2 bad input or usage.
+
+environment:
+  CC                 host C compiler for simulate (default: cc)
+  TINYTRAIN_CACHE    where compiled host libraries are cached (default ~/.cache/tinytrain)
+  TINYTRAIN_DEBUG=1  show Python tracebacks for errors
+"""
+
+
+def _add_train_options(p):
+    g = p.add_argument_group("training options")
+    g.add_argument("--trainable", default="all", metavar="SET",
+                   help="which parameters learn: all | last:N | bias | names/regexes (default all)")
+    g.add_argument("--loss", default="cross_entropy", choices=["cross_entropy", "mse"],
+                   help="softmax cross-entropy over class logits, or mean squared error")
+    g.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"])
+    g.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    g.add_argument("--momentum", type=float, default=0.9, help="momentum factor (default 0.9)")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay (default 0)")
+    g.add_argument("--schedule", default="constant", choices=["constant", "cosine", "step"],
+                   help="learning-rate schedule over optimizer steps")
+    g.add_argument("--total-steps", type=int, default=1000,
+                   help="cosine schedule: optimizer steps to decay to zero (default 1000)")
+    g.add_argument("--step-size", type=int, default=100,
+                   help="step schedule: multiply by --gamma every this many steps")
+    g.add_argument("--gamma", type=float, default=0.1)
+    g.add_argument("--batch", type=int, default=1,
+                   help="samples per optimizer step (the device accumulates gradients over "
+                        "them; the arena still holds one sample)")
+
+
+def _config(args):
+    from .passes import TrainConfig
+    trainable = args.trainable
+    return TrainConfig(loss=args.loss, optimizer=args.optimizer, lr=args.lr,
+                       momentum=args.momentum, weight_decay=args.weight_decay,
+                       schedule=args.schedule, total_steps=args.total_steps,
+                       step_size=args.step_size, gamma=args.gamma, trainable=trainable,
+                       batch=args.batch)
+
+
+def _console():
+    from rich.console import Console
+    return Console(highlight=False)
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n:,} B" if n < 10_000 else f"{n / 1024:,.1f} KiB"
+
+
+def memory_table(title, plan, naive=True):
+    from rich.table import Table
+    t = Table(title=title, title_justify="left")
+    t.add_column("memory")
+    t.add_column("bytes", justify="right")
+    t.add_column("where")
+    rep = plan.report()
+    rows = [("arena (activations + their gradients)", rep["arena"], "RAM"),
+            ("trainable parameters", rep["params_rw"], "RAM"),
+            ("parameter gradients", rep["grads"], "RAM"),
+            ("optimizer state", rep["opt_state"], "RAM"),
+            ("frozen parameters", rep["params_ro"], "flash"),
+            ("RAM total", rep["ram_total"], "")]
+    for r in rows:
+        t.add_row(r[0], _fmt_bytes(r[1]), r[2])
+    if naive:
+        t.add_row("[dim]naive (every tensor its own buffer)[/dim]",
+                  f"[dim]{_fmt_bytes(rep['naive_total'])}[/dim]", "")
+    return t
+
+
+# ------------------------------------------------------------------------------- inspect
+def cmd_inspect(args):
+    from rich.table import Table
+    from .ir import TensorRole, get_op
+    from .pipeline import load_model, make_program
+    from .passes.memory_plan import plan_arena
+    con = _console()
+    g = load_model(args.model)
+    cfg = _config(args)
+    program, plan = make_program(g, cfg)
+    needs_grad = {s.outputs[0] for s in program.train_steps if s.kind == "vjp"}
+    t = Table(title=f"{Path(args.model).name}: {len(g.nodes)} nodes, "
+              f"{sum(g.tensors[p].size for p in g.params):,} parameters "
+              f"({sum(g.tensors[p].size for p in program.trainable):,} trainable)",
+              title_justify="left")
+    for c, j in (("node", "left"), ("op", "left"), ("input", "left"), ("output", "left"),
+                 ("params", "right"), ("fwd MACs", "right"), ("bwd MACs", "right"),
+                 ("act. bytes", "right"), ("trains", "left")):
+        t.add_column(c, justify=j)
+    tot = [0, 0, 0]
+    for n in g.nodes:
+        op = get_op(n.op)
+        shapes = [g.tensors[i].shape for i in n.inputs]
+        out = g.tensors[n.outputs[0]]
+        fwd = op.macs(shapes, out.shape, n.attrs)
+        bwd = sum(op.backward_macs(s.wrt, shapes, out.shape, n.attrs)
+                  for s in program.train_steps if s.kind == "vjp" and s.node == n.name)
+        pars = [i for i in n.inputs if g.tensors.get(i) is not None and
+                g.tensors[i].role is TensorRole.PARAM]
+        npar = sum(g.tensors[i].size for i in pars)
+        trains = ", ".join(p.split(".")[-1] for p in pars if p in program.trainable)
+        tot[0] += npar
+        tot[1] += fwd
+        tot[2] += bwd
+        t.add_row(n.name, n.op, "x".join(map(str, g.tensors[n.inputs[0]].shape)),
+                  "x".join(map(str, out.shape)), f"{npar:,}" if npar else "",
+                  f"{fwd:,}" if fwd else "", f"{bwd:,}" if bwd else "", f"{out.nbytes:,}",
+                  trains or ("grad" if n.outputs[0] in {s.inputs[0].removesuffix('__grad') for s in program.train_steps if s.kind == 'vjp'} else ""))
+    t.add_section()
+    t.add_row("total", "", "", "", f"{tot[0]:,}", f"{tot[1]:,}", f"{tot[2]:,}", "", "")
+    con.print(t)
+    infer_plan = plan_arena(program, steps=program.forward_steps)
+    con.print(memory_table(f"training memory (fp32, backprop, trainable={cfg.trainable}, "
+                           f"{cfg.optimizer})", plan))
+    con.print(f"inference only: arena {_fmt_bytes(infer_plan.arena_bytes)}; training needs "
+              f"{plan.ram_bytes / max(infer_plan.arena_bytes + plan.section_bytes['params_rw'], 1):.1f}x "
+              "the RAM of inference with the same parameters in RAM")
+    if args.arena_map:
+        con.print(plan.ascii_map())
+    return 0
+
+
+# ------------------------------------------------------------------------------- train
+def cmd_train(args):
+    from rich.progress import Progress
+    from rich.table import Table
+    from .pipeline import load_model, load_npz, make_program
+    from .reference import ReferenceTrainer
+    from .trainloop import accuracy, fit, plot_history
+    con = _console()
+    g = load_model(args.model)
+    data = load_npz(args.data)
+    cfg = _config(args)
+    program, plan = make_program(g, cfg)
+    tr = ReferenceTrainer(program)
+    classify = cfg.loss == "cross_entropy"
+    if classify and data.get("x_test") is not None:
+        con.print(f"before training: test accuracy {accuracy(tr, data['x_test'], data['y_test']):.1%}")
+    table = Table(title="numpy reference training", title_justify="left")
+    for c in ("epoch", "loss", "train acc", "test acc"):
+        table.add_column(c, justify="right")
+    with Progress(console=con, transient=True) as prog:
+        h = fit(tr, data, epochs=args.epochs, batch=cfg.batch, seed=args.seed, classify=classify,
+                progress=prog)
+    for i, l in enumerate(h.epoch_loss):
+        table.add_row(str(i + 1), f"{l:.4f}", f"{h.train_acc[i]:.1%}" if classify else "",
+                      f"{h.test_acc[i]:.1%}" if classify else "")
+    con.print(table)
+    if args.output:
+        from .frontend.onnx_export import export_onnx
+        export_onnx(g, tr.params, args.output)
+        con.print(f"trained weights written to {args.output}")
+    if args.plot:
+        plot_history(h, args.plot, f"{Path(args.model).name} (reference)")
+        con.print(f"loss curve: {args.plot}")
+    if h.stopped:
+        con.print(f"[red]stopped:[/red] {h.stopped}")
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------------------- export
+def cmd_export(args):
+    from .pipeline import export
+    con = _console()
+    cfg = _config(args)
+    res, program, plan = export(args.model, args.output, cfg, precision=args.precision,
+                                algo=args.algo)
+    con.print(f"wrote {len(res.files)} files to {res.out_dir}/ "
+              f"(tt_model.c, tt_model.h, runtime kernels, Makefile, main.c, README.md)")
+    con.print(memory_table("memory plan", plan))
+    return 0
+
+
+# ------------------------------------------------------------------------------- simulate
+def cmd_simulate(args):
+    from rich.progress import Progress
+    from rich.table import Table
+    from .pipeline import load_npz
+    from .sim.host import HostModel
+    from .trainloop import accuracy, fit, plot_history
+    con = _console()
+    with con.status("compiling the generated C for this host..."):
+        model = HostModel(args.project)
+    data = load_npz(args.data)
+    classify = model.manifest["loss"] == "SoftmaxCrossEntropy"
+    batch = model.manifest["batch"]
+    if classify and data.get("x_test") is not None:
+        con.print(f"before training: test accuracy "
+                  f"{accuracy(model, data['x_test'], data['y_test']):.1%}")
+    with Progress(console=con, transient=True) as prog:
+        h = fit(model, data, epochs=args.epochs, batch=batch, seed=args.seed,
+                classify=classify, progress=prog)
+    table = Table(title="host-simulated training (generated C)", title_justify="left")
+    for c in ("epoch", "loss", "train acc", "test acc"):
+        table.add_column(c, justify="right")
+    for i, l in enumerate(h.epoch_loss):
+        table.add_row(str(i + 1), f"{l:.4f}", f"{h.train_acc[i]:.1%}" if classify else "",
+                      f"{h.test_acc[i]:.1%}" if classify else "")
+    con.print(table)
+    plot = args.plot or str(Path(args.project) / "loss_curve.png")
+    plot_history(h, plot, f"{Path(args.project).name} (host C)")
+    con.print(f"loss curve: {plot}")
+    if args.checkpoint:
+        model.save_checkpoint(args.checkpoint)
+        con.print(f"checkpoint: {args.checkpoint}")
+    if h.stopped:
+        con.print(f"[red]stopped:[/red] {h.stopped}")
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="tinytrain", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=fmt)
+    p.add_argument("--version", action="version", version=f"tinytrain {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("inspect", help="per-layer cost table and training-memory estimate",
+                       formatter_class=fmt, description=textwrap.dedent("""\
+        Print one row per node: op, input and output shapes, parameters, forward and backward
+        multiply-accumulates, activation bytes, and what trains; then the memory the training
+        step needs (planned arena, parameters, gradients, optimizer state) against inference.
+        The backward MACs and memory depend on --trainable: try last:1 or bias."""))
+    s.add_argument("model", help="ONNX model file")
+    s.add_argument("--arena-map", action="store_true", help="print the arena plan as ASCII art")
+    _add_train_options(s)
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("train", help="train with the numpy reference executor (no C)",
+                       formatter_class=fmt, description=textwrap.dedent("""\
+        Train the model in numpy, exactly the computation the generated C performs (the
+        reference the C is tested against). Prints per-epoch loss and accuracy and can save
+        the trained weights as a new ONNX file."""))
+    s.add_argument("model", help="ONNX model file")
+    s.add_argument("--data", required=True, help=".npz with x_train, y_train [x_test, y_test]")
+    s.add_argument("--epochs", type=int, default=5)
+    s.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
+    s.add_argument("-o", "--output", help="write the trained model to this ONNX file")
+    s.add_argument("--plot", help="write a loss/accuracy curve PNG here")
+    _add_train_options(s)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("export", help="generate the C training project",
+                       formatter_class=fmt, description=textwrap.dedent("""\
+        Generate a self-contained C99 folder: tt_model.c/.h (the training step for this model
+        with constant shapes and arena offsets), the runtime kernels it calls, a Makefile, an
+        example main.c and a README of the API. The directory must be new, empty, or an
+        earlier tinytrain export (only files tinytrain created are replaced)."""))
+    s.add_argument("model", help="ONNX model file")
+    s.add_argument("-o", "--output", required=True, help="output directory")
+    s.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int16"],
+                   help="number format of the training graph (this build: fp32)")
+    s.add_argument("--algo", default="bp", choices=["bp", "zo", "jvp"],
+                   help="bp = backpropagation; zo / jvp = forward-gradient training (this "
+                        "build: bp)")
+    _add_train_options(s)
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("simulate", help="train with the generated C on this computer",
+                       formatter_class=fmt, description=textwrap.dedent("""\
+        Compile an exported project with the host C compiler (-std=c99 -Wall -Wextra -Werror
+        -ffp-contract=off), load it, and train it on a data file exactly as the device would:
+        one sample at a time, the optimizer stepping every --batch samples (fixed at export).
+        Writes a loss-curve PNG (default: PROJECT/loss_curve.png)."""))
+    s.add_argument("project", help="directory written by `tinytrain export`")
+    s.add_argument("--data", required=True, help=".npz with x_train, y_train [x_test, y_test]")
+    s.add_argument("--epochs", type=int, default=5)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--plot", help="loss-curve PNG path")
+    s.add_argument("--checkpoint", help="save a checkpoint of the trained model here")
+    s.set_defaults(func=cmd_simulate)
+    return p
+
+
+def main(argv=None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if not getattr(args, "command", None):
+        p.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except TinytrainError as e:
+        if os.environ.get("TINYTRAIN_DEBUG"):
+            raise
+        print(f"tinytrain {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The one module that sees every stage: ONNX -> IR -> training program -> plan -> C.
+
+CLI commands and examples go through these functions so they share one path.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, TinytrainError
+from .ir import Graph
+from .passes import TrainConfig, build_training_program
+from .passes.memory_plan import plan_arena
+
+
+def load_model(path, batch: int = 1) -> Graph:
+    from .frontend import import_onnx
+    return import_onnx(path, batch=batch)
+
+
+def model_hash(graph: Graph, cfg: TrainConfig) -> int:
+    """CRC32 over the structure, parameter bytes and training config: checkpoints carry it so
+    a checkpoint of another model or configuration is refused."""
+    crc = 0
+    for n in graph.nodes:
+        crc = zlib.crc32(f"{n.op}{n.inputs}{n.outputs}{sorted(n.attrs.items())}".encode(), crc)
+    for k in sorted(graph.initializers):
+        crc = zlib.crc32(k.encode(), crc)
+        crc = zlib.crc32(np.ascontiguousarray(graph.initializers[k], np.float32).tobytes(), crc)
+    crc = zlib.crc32(repr(cfg).encode(), crc)
+    return crc & 0xFFFFFFFF
+
+
+def make_program(graph: Graph, cfg: TrainConfig):
+    program = build_training_program(graph, cfg)
+    return program, plan_arena(program)
+
+
+def export(model, out_dir, cfg: TrainConfig, *, precision: str = "fp32", algo: str = "bp",
+           command: str | None = None):
+    """Export a model (path or Graph) as a C project. Returns (EmitResult, program, plan)."""
+    from .codegen import emit_project
+    if precision != "fp32":
+        raise ConfigError(f"precision {precision!r} is not available yet; this build exports "
+                          "fp32 (fp16 and int8/int16 training are tracked separately)")
+    if algo != "bp":
+        raise ConfigError(f"training algorithm {algo!r} is not available yet; this build "
+                          "exports backprop (bp)")
+    graph = load_model(model) if not isinstance(model, Graph) else model
+    program, plan = make_program(graph, cfg)
+    cmd = command if command is not None else " ".join(shlex.quote(a) for a in sys.argv)
+    res = emit_project(program, plan, out_dir, model_hash=model_hash(graph, cfg), command=cmd)
+    return res, program, plan
+
+
+def load_npz(path) -> dict:
+    """Training data: x_train, y_train (and optionally x_test, y_test)."""
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise TinytrainError(f"data file {p} does not exist") from None
+    except Exception as e:  # zipfile / format errors: say what is wrong, not where
+        raise TinytrainError(f"cannot read data file {p}: {e}. It must be a .npz with arrays "
+                             "x_train, y_train (and optionally x_test, y_test).") from None
+    for k in ("x_train", "y_train"):
+        if k not in d:
+            raise TinytrainError(f"data file {p} has no array {k!r} (it has {sorted(d)}); "
+                                 "expected x_train, y_train and optionally x_test, y_test")
+    if len(d["x_train"]) != len(d["y_train"]):
+        raise TinytrainError(f"data file {p}: x_train has {len(d['x_train'])} samples but "
+                             f"y_train has {len(d['y_train'])}")
+    return d
+
+
+def config_with(cfg: TrainConfig, **kw) -> TrainConfig:
+    return replace(cfg, **{k: v for k, v in kw.items() if v is not None})

@@ -1,0 +1,241 @@
+"""Host simulator: compile an exported folder with the host C compiler and drive it via cffi.
+
+The object you test is the object you ship: ``HostModel.train_step`` calls the generated
+``tt_train_step`` of the very sources a board would compile. Builds are cached by a hash of the
+sources and flags, so repeated tests do not recompile.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BuildError, CheckpointError, ShapeError, NumericFaultError, TinytrainError
+
+HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off"]
+SANITIZE_FLAGS = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                  "-fno-omit-frame-pointer"]
+STATUS = {0: "TT_OK"}
+
+
+def find_cc() -> str:
+    for cand in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cand and shutil.which(cand):
+            return shutil.which(cand)
+    raise BuildError("no C compiler found (looked for $CC, cc, gcc, clang). Install one, e.g. "
+                     "`apt-get install build-essential`, or set CC=/path/to/compiler.")
+
+
+def _host_fma_flag() -> list[str]:
+    # fmaf() is a libm call without hardware FMA; the same bits either way (it is correctly
+    # rounded), but -mfma makes host runs fast.
+    try:
+        if os.uname().machine in ("x86_64", "amd64") and " fma " in Path("/proc/cpuinfo").read_text():
+            return ["-mfma"]
+    except OSError:
+        pass
+    return []
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("TINYTRAIN_CACHE", Path.home() / ".cache" / "tinytrain"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def read_manifest(out_dir) -> dict:
+    mf = Path(out_dir) / "tt_manifest.json"
+    if not mf.exists():
+        raise TinytrainError(f"{out_dir} is not an exported tinytrain project (no tt_manifest.json);"
+                             " create one with `tinytrain export model.onnx -o DIR`.")
+    return json.loads(mf.read_text())
+
+
+def _sources(out_dir: Path, manifest: dict) -> list[Path]:
+    srcs = [out_dir / s for s in manifest["sources"]]
+    missing = [str(s) for s in srcs if not s.exists()]
+    if missing:
+        raise BuildError(f"exported project {out_dir} is incomplete: missing {', '.join(missing)}")
+    return srcs
+
+
+def build_shared(out_dir, sanitize: bool = False, extra_flags=()) -> Path:
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    srcs = _sources(out_dir, manifest)
+    cc = find_cc()
+    flags = HOST_CFLAGS + _host_fma_flag() + (SANITIZE_FLAGS if sanitize else []) + list(extra_flags)
+    h = hashlib.sha256(" ".join([cc] + flags).encode())
+    for f in sorted(srcs) + sorted(out_dir.glob("*.h")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    so = cache_dir() / f"tt_{h.hexdigest()[:20]}.so"
+    if so.exists():
+        return so
+    tmp = so.with_suffix(f".{os.getpid()}.tmp")
+    cmd = [cc, *flags, "-fPIC", "-shared", "-Wl,-Bsymbolic", "-I", str(out_dir),
+           "-o", str(tmp), *map(str, srcs), "-lm"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise BuildError(f"compiling {out_dir} failed:\n{' '.join(cmd)}\n{r.stderr.strip()}")
+    os.replace(tmp, so)
+    return so
+
+
+def _cdef(manifest) -> str:
+    label = "const int32_t *" if manifest["label_dtype"] == "i32" else "const float *"
+    return f"""
+    typedef int tt_status;
+    typedef struct {{ uint32_t step; uint32_t samples; uint32_t nonfinite; }} tt_ctx;
+    tt_status tt_init(tt_ctx *ctx);
+    tt_status tt_infer(tt_ctx *ctx, const float *x, float *y);
+    tt_status tt_train_step(tt_ctx *ctx, const float *x, {label} label, float *loss);
+    tt_status tt_get_params(float *dst, size_t n);
+    tt_status tt_set_params(const float *src, size_t n);
+    size_t tt_param_size(size_t index);
+    tt_status tt_param_read(size_t index, float *dst, size_t n);
+    tt_status tt_param_write(size_t index, const float *src, size_t n);
+    tt_status tt_checkpoint_save(const tt_ctx *ctx, uint8_t *buf, size_t cap, size_t *written);
+    tt_status tt_checkpoint_load(tt_ctx *ctx, const uint8_t *buf, size_t len);
+    const char *tt_status_str(tt_status s);
+    """
+
+
+class HostModel:
+    """The compiled C model. Arrays in, arrays out; one sample at a time inside."""
+
+    def __init__(self, out_dir, extra_flags=()):
+        import cffi
+        self.out_dir = Path(out_dir)
+        self.manifest = read_manifest(self.out_dir)
+        self.so_path = build_shared(self.out_dir, extra_flags=extra_flags)
+        self.ffi = cffi.FFI()
+        self.ffi.cdef(_cdef(self.manifest))
+        self.lib = self.ffi.dlopen(str(self.so_path))
+        self.ctx = self.ffi.new("tt_ctx *")
+        self.in_shape = tuple(self.manifest["input"]["shape"][1:])
+        self.out_shape = tuple(self.manifest["output"]["shape"][1:])
+        self.in_size = int(np.prod(self.in_shape))
+        self.out_size = int(np.prod(self.out_shape))
+        self._check(self.lib.tt_init(self.ctx), "tt_init")
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _status(self, s) -> str:
+        return self.ffi.string(self.lib.tt_status_str(s)).decode()
+
+    def _check(self, s, what):
+        if s != 0:
+            raise TinytrainError(f"{what} failed: {self._status(s)}")
+
+    def _batch(self, x) -> np.ndarray:
+        a = np.asarray(x, dtype=np.float32)
+        if a.shape == self.in_shape:
+            a = a[None]
+        if tuple(a.shape[1:]) != self.in_shape:
+            raise ShapeError(f"input must have shape {self.in_shape} or (batch, "
+                             f"{', '.join(map(str, self.in_shape))}), got {np.shape(x)}")
+        return np.ascontiguousarray(a.reshape(a.shape[0], -1))
+
+    def _ptr(self, a, ctype="float *"):
+        return self.ffi.cast(ctype, self.ffi.from_buffer(a))
+
+    # ---- API -------------------------------------------------------------------------------
+    @property
+    def step(self) -> int:
+        return int(self.ctx.step)
+
+    def reset(self):
+        self._check(self.lib.tt_init(self.ctx), "tt_init")
+
+    def infer(self, x) -> np.ndarray:
+        xb = self._batch(x)
+        y = np.empty((xb.shape[0], self.out_size), np.float32)
+        for i in range(xb.shape[0]):
+            self._check(self.lib.tt_infer(self.ctx, self._ptr(xb[i]), self._ptr(y[i])), "tt_infer")
+        return y.reshape((xb.shape[0],) + self.out_shape)
+
+    def train_step(self, x, y) -> float:
+        """Train on one sample or a batch of samples (each goes through tt_train_step; the
+        optimizer steps every `batch` samples as exported). Returns the mean loss."""
+        xb = self._batch(x)
+        n = xb.shape[0]
+        if self.manifest["label_dtype"] == "i32":
+            lab = np.ascontiguousarray(np.asarray(y).astype(np.int32).reshape(-1))
+            if lab.shape[0] != n:
+                raise ShapeError(f"got {lab.shape[0]} labels for {n} samples")
+            ncls = self.out_size
+            if lab.min() < 0 or lab.max() >= ncls:
+                raise ShapeError(f"labels must be class indices in [0, {ncls}), got "
+                                 f"min {lab.min()} max {lab.max()}")
+            lab_rows = [lab[i:i + 1] for i in range(n)]
+            ctype = "int32_t *"
+        else:
+            t = np.asarray(y, np.float32).reshape(n, -1)
+            if t.shape[1] != self.out_size:
+                raise ShapeError(f"targets must have {self.out_size} values per sample")
+            lab_rows = [np.ascontiguousarray(t[i]) for i in range(n)]
+            ctype = "float *"
+        loss = self.ffi.new("float *")
+        total = 0.0
+        for i in range(n):
+            s = self.lib.tt_train_step(self.ctx, self._ptr(xb[i]), self._ptr(lab_rows[i], ctype), loss)
+            if s != 0:
+                name = self._status(s)
+                if name == "TT_ERR_NAN":
+                    raise NumericFaultError(
+                        f"sample {i} of optimizer step {self.step}: the loss or a gradient is "
+                        "NaN/Inf; the batch was discarded and the weights are the last good "
+                        "ones. Lower the learning rate or check the data.")
+                raise TinytrainError(f"tt_train_step failed: {name}")
+            total += float(loss[0])
+        return total / n
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        out = {}
+        for i, p in enumerate(self.manifest["params"]):
+            a = np.empty(p["size"], np.float32)
+            self._check(self.lib.tt_param_read(i, self._ptr(a), a.size), "tt_param_read")
+            out[p["name"]] = a.reshape(p["shape"])
+        return out
+
+    def set_params(self, values: dict):
+        for i, p in enumerate(self.manifest["params"]):
+            if p["name"] not in values:
+                continue
+            a = np.ascontiguousarray(np.asarray(values[p["name"]], np.float32).reshape(-1))
+            if a.size != p["size"]:
+                raise ShapeError(f"parameter {p['name']!r} needs {p['size']} values, got {a.size}")
+            if not p["trainable"]:
+                raise TinytrainError(f"parameter {p['name']!r} is frozen (flash); it cannot be set")
+            self._check(self.lib.tt_param_write(i, self._ptr(a), a.size), "tt_param_write")
+
+    def save_checkpoint(self, path):
+        buf = np.zeros(self.manifest["checkpoint_bytes"], np.uint8)
+        n = self.ffi.new("size_t *")
+        self._check(self.lib.tt_checkpoint_save(self.ctx, self._ptr(buf, "uint8_t *"), buf.size, n),
+                    "tt_checkpoint_save")
+        Path(path).write_bytes(buf[: n[0]].tobytes())
+
+    def load_checkpoint(self, path):
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror}") from None
+        buf = np.frombuffer(data, np.uint8).copy()
+        if buf.size == 0:
+            raise CheckpointError(f"checkpoint {path} is empty")
+        s = self.lib.tt_checkpoint_load(self.ctx, self._ptr(buf, "uint8_t *"), buf.size)
+        if s != 0:
+            name = self._status(s)
+            why = {"TT_ERR_CHECKPOINT_CRC": "its CRC32 does not match: the file is corrupt",
+                   "TT_ERR_CHECKPOINT_SIZE": f"its size or header does not match this model "
+                   f"(expected {self.manifest['checkpoint_bytes']} bytes, got {buf.size}); it is "
+                   "truncated or belongs to another model"}.get(name, name)
+            raise CheckpointError(f"checkpoint {path} refused: {why}. The model is unchanged.")
