@@ -62,8 +62,8 @@ class EmitCtx:
         vals = ", ".join(str(v) for v in values)
         prev = self.structs.get(name)
         if prev is None:
-            self.structs[name] = {"type": ctype, "name": name, "values": vals}
-        elif prev["values"] != vals:  # same node, different geometry: should never happen
+            self.structs[name] = {"type": ctype, "name": name, "init": vals}
+        elif prev["init"] != vals:  # same node, different geometry: should never happen
             raise ExportError(f"internal: two descriptors named {name}")
         return name
 
@@ -160,10 +160,19 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
     }
 
 
-def _runtime_files() -> list[Path]:
-    inc = sorted((RUNTIME / "include").glob("*.h"))
-    src = sorted((RUNTIME / "src").glob("*.c"))
-    return inc + src
+# Runtime files a project of each precision needs (board/stream support is added by the
+# board builder, not here).
+RUNTIME_FILES = {
+    "fp32": (("include", "tt_status.h"), ("include", "tt_kernels.h"), ("src", "tt_util.c"),
+             ("src", "*_f32.c")),
+}
+
+
+def _runtime_files(precision: str = "fp32") -> list[Path]:
+    out: list[Path] = []
+    for sub, pattern in RUNTIME_FILES[precision]:
+        out += sorted((RUNTIME / sub).glob(pattern))
+    return out
 
 
 def emit_project(program, plan, out_dir, *, model_hash: int, command: str = "",

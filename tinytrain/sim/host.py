@@ -21,7 +21,8 @@ from ..errors import BuildError, CheckpointError, ShapeError, NumericFaultError,
 HOST_CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off"]
 SANITIZE_FLAGS = ["-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                   "-fno-omit-frame-pointer"]
-STATUS = {0: "TT_OK"}
+# Stable status codes of runtime_c/include/tt_status.h.
+TT_ERR_NAN, TT_ERR_CHECKPOINT_CRC, TT_ERR_CHECKPOINT_SIZE = 3, 4, 5
 
 
 def find_cc() -> str:
@@ -187,7 +188,7 @@ class HostModel:
             s = self.lib.tt_train_step(self.ctx, self._ptr(xb[i]), self._ptr(lab_rows[i], ctype), loss)
             if s != 0:
                 name = self._status(s)
-                if name == "TT_ERR_NAN":
+                if s == TT_ERR_NAN:
                     raise NumericFaultError(
                         f"sample {i} of optimizer step {self.step}: the loss or a gradient is "
                         "NaN/Inf; the batch was discarded and the weights are the last good "
@@ -234,8 +235,8 @@ class HostModel:
         s = self.lib.tt_checkpoint_load(self.ctx, self._ptr(buf, "uint8_t *"), buf.size)
         if s != 0:
             name = self._status(s)
-            why = {"TT_ERR_CHECKPOINT_CRC": "its CRC32 does not match: the file is corrupt",
-                   "TT_ERR_CHECKPOINT_SIZE": f"its size or header does not match this model "
+            why = {TT_ERR_CHECKPOINT_CRC: "its CRC32 does not match: the file is corrupt",
+                   TT_ERR_CHECKPOINT_SIZE: f"its size or header does not match this model "
                    f"(expected {self.manifest['checkpoint_bytes']} bytes, got {buf.size}); it is "
-                   "truncated or belongs to another model"}.get(name, name)
+                   "truncated or belongs to another model"}.get(s, name)
             raise CheckpointError(f"checkpoint {path} refused: {why}. The model is unchanged.")
