@@ -78,7 +78,7 @@ def main(argv=None):
 
         rc, rn, rt = _rate(c_step, args.steps), _rate(ref_step, args.steps), _rate(torch_step, args.steps)
         tab.add_row(name, f"{rc:,.0f}", f"{rn:,.0f}", f"{rt:,.0f}", f"{rc / rn:.1f}x", f"{rc / rt:.1f}x")
-    Console().print(tab)
+    Console(width=None if sys.stdout.isatty() else 140).print(tab)
     return 0
 
 

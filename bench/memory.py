@@ -62,7 +62,7 @@ def main():
             tab.add_row(name, tr, f"{plan.arena_bytes:,}", f"{plan.ram_bytes:,}",
                         f"{plan.section_bytes['params_ro']:,}", f"{plan.naive_bytes:,}",
                         f"{pt:,}", f"{plan.naive_bytes / ours:.2f}x", f"{pt / ours:.2f}x")
-    Console().print(tab)
+    Console(width=None if sys.stdout.isatty() else 140).print(tab)
     return 0
 
 

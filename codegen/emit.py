@@ -57,6 +57,17 @@ class EmitCtx:
             return "label" if self.program.tensors[name].dtype == "i32" else "target"
         return "t_" + self.names(name)
 
+    def same_bytes(self, a, b) -> bool:
+        """True when two tensors are views of one buffer (the planner aliased them)."""
+        def where(n):
+            pl = self.plan.placements.get(n)
+            if pl is None:
+                return ("external", n)
+            if pl.section.startswith("external:"):
+                return ("external", pl.section.split(":", 1)[1])
+            return (pl.section, pl.offset)
+        return where(a) == where(b)
+
     def const_struct(self, ctype, key, values) -> str:
         name = "k_" + self.names("struct:" + key).replace("struct_", "", 1)
         vals = ", ".join(str(v) for v in values)

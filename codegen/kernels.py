@@ -130,10 +130,10 @@ def fwd_binary(kernel):
 
 
 def fwd_reshape(s, ctx):
-    if ctx.ptr(s.inputs[0]) == ctx.ptr(s.outputs[0]):
+    if ctx.same_bytes(s.inputs[0], s.outputs[0]):
         return []  # a view: same bytes
     n = _n(ctx.shape(s.inputs[0]))
-    return [f"memcpy({ctx.ptr(s.outputs[0])}, {ctx.ptr(s.inputs[0])}, {n} * sizeof(float))"]
+    return [f"(memcpy({ctx.ptr(s.outputs[0])}, {ctx.ptr(s.inputs[0])}, {n} * sizeof(float)), TT_OK)"]
 
 
 def fwd_softmax(s, ctx):
@@ -216,7 +216,7 @@ def vjp_add(s, ctx):
     gy, saved, gx = _vjp_io(s)
     a, b = s.fwd_inputs
     d = _bcast(ctx, s, a, b, gy)
-    if ctx.ptr(gy) == ctx.ptr(gx) and not s.accumulate:
+    if ctx.same_bytes(gy, gx) and not s.accumulate:
         return []  # the gradient of a same-shape Add operand is gy itself, already in place
     return [f"tt_add_bwd_f32(&{d}, {ctx.ptr(gy)}, {ctx.ptr(gx)}, {s.wrt}, {_acc(s)})"]
 
@@ -231,13 +231,13 @@ def vjp_mul(s, ctx):
 
 def vjp_reshape(s, ctx):
     gy, saved, gx = _vjp_io(s)
-    if ctx.ptr(gy) == ctx.ptr(gx):
+    if ctx.same_bytes(gy, gx):
         return []
     n = _n(ctx.shape(gy))
     if s.accumulate:
         d = ctx.const_struct("tt_bcast4", "bcast_acc_" + s.node, ["{1, 1, 1, %d}" % n, "{0, 0, 0, 1}", "{0, 0, 0, 1}"])
         return [f"tt_add_bwd_f32(&{d}, {ctx.ptr(gy)}, {ctx.ptr(gx)}, 0, 1)"]
-    return [f"memcpy({ctx.ptr(gx)}, {ctx.ptr(gy)}, {n} * sizeof(float))"]
+    return [f"(memcpy({ctx.ptr(gx)}, {ctx.ptr(gy)}, {n} * sizeof(float)), TT_OK)"]
 
 
 def vjp_softmax(s, ctx):

@@ -83,7 +83,7 @@ def _config(args):
 
 def _console():
     from rich.console import Console
-    return Console(highlight=False)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
 
 def _fmt_bytes(n: int) -> str:

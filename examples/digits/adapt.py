@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    con = Console(highlight=False)
+    con = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     data = make_adaptation_data(seed=args.seed)
     con.print(f"device data: {len(data['x_train'])} labelled adaptation samples, "
               f"{len(data['x_test'])} test samples (shifted sensor)")
