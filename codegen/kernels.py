@@ -56,6 +56,13 @@ def _pool_params(ctx, step, x, y):
     sh, sw = (st[0], st[1]) if rank == 2 else (1, st[0])
     pt, pl = _pads(step.attrs, rank)
     cip = int(step.attrs.get("count_include_pad", 0))
+    if cip and int(step.attrs.get("ceil_mode", 0)):
+        # The kernel divides by kh*kw whenever count_include_pad is set; ONNX excludes the
+        # cells a ceil_mode window adds beyond the end padding. Refuse rather than differ.
+        from ..errors import ExportError
+        raise ExportError(f"node {step.node!r} (AveragePool): count_include_pad=1 together with "
+                          "ceil_mode=1 is not supported by the C kernels; export the model with "
+                          "ceil_mode=0 or count_include_pad=0")
     return ctx.const_struct("tt_pool2d_params", "pool_" + step.node,
                             [c, h, wd, oh, ow, kh, kw, sh, sw, pt, pl, cip])
 

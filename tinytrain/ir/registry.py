@@ -13,7 +13,10 @@ An OpDef carries everything each stage needs, so adding an op means writing one 
   that carry no tangent.
 - ``macs(in_shapes, out_shape, attrs)``     forward multiply-accumulates (cost tables)
 - ``vjp_macs(wrt, in_shapes, out_shape, attrs)`` backward cost of one VJP
-- ``c``                                      C emission hooks (filled in by the code generator)
+
+The C calls for each op and pass live in the code generator's kernel table (codegen/kernels.py),
+keyed by op name, so this package stays numpy-only. ``x_shapes`` holds the actual runtime
+shapes (real batch). ``jvp`` is called only when at least one input carries a tangent.
 """
 from __future__ import annotations
 
@@ -23,10 +26,6 @@ from typing import Callable, Mapping, Sequence
 from ..errors import UnsupportedOpError
 
 OUT = -1
-
-
-def _default_vjp_macs(wrt, in_shapes, out_shape, attrs, *, _macs=None):
-    return _macs(in_shapes, out_shape, attrs) if _macs else 0
 
 
 @dataclass(frozen=True)

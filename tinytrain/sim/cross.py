@@ -151,16 +151,20 @@ def cross_compile(
         log = (proc.stderr + proc.stdout).strip()
         if "picolibc.specs" in log and ("No such file" in log or "cannot read spec" in log):
             raise ToolchainMissingError(
-                f"picolibc for {board.toolchain.prefix.rstrip('-')} is missing; install it with:\n  {_install_hint(board)}"
+                f"picolibc for {board.toolchain.prefix.rstrip('-')} is missing; "
+                f"install it with:\n  {_install_hint(board)}"
             )
         if "nano.specs" in log and ("No such file" in log or "cannot read spec" in log):
-            raise ToolchainMissingError(f"newlib for arm-none-eabi is missing; install it with:\n  {_install_hint(board)}")
+            raise ToolchainMissingError(
+                f"newlib for arm-none-eabi is missing; install it with:\n  {_install_hint(board)}"
+            )
         overflows = _OVERFLOW_RE.findall(log)
         if overflows or "does not fit" in log:
             detail = ", ".join(f"{region} by {n} bytes" for region, n in overflows) or "RAM (stack/heap reserve)"
             raise BoardDoesNotFitError(
                 f"program does not fit board {board.name!r}: overflows {detail} "
-                f"(RAM {board.ram_bytes} B, model budget {board.model_ram_budget} B, flash {board.flash_bytes} B)\n{log}"
+                f"(RAM {board.ram_bytes} B, model budget {board.model_ram_budget} B, "
+                f"flash {board.flash_bytes} B)\n{log}"
             )
         raise CrossCompileError(f"cross compile for {board.name!r} failed:\n  {shlex.join(cmd)}\n{log}")
     return elf

@@ -240,3 +240,70 @@ class HostModel:
                    f"(expected {self.manifest['checkpoint_bytes']} bytes, got {buf.size}); it is "
                    "truncated or belongs to another model"}.get(s, name)
             raise CheckpointError(f"checkpoint {path} refused: {why}. The model is unchanged.")
+
+
+_SANITIZE_MAIN = r"""
+/* Sanitizer harness: train and infer on deterministic pseudo-random data. */
+#include <stdio.h>
+#include <stdlib.h>
+#include "tt_model.h"
+
+static uint32_t lcg(uint32_t *s) { *s = *s * 1664525u + 1013904223u; return *s >> 8; }
+
+int main(int argc, char **argv)
+{
+    static float x[TT_INPUT_SIZE], y[TT_OUTPUT_SIZE];
+    static uint8_t ck[TT_CHECKPOINT_BYTES];
+    tt_ctx ctx;
+    uint32_t seed = 1;
+    int steps = argc > 1 ? atoi(argv[1]) : 20, i;
+    size_t k, n = 0;
+    float loss = 0.0f;
+    if (tt_init(&ctx) != TT_OK) return 3;
+    for (i = 0; i < steps; ++i) {
+#ifdef TT_NUM_CLASSES
+        int32_t label = (int32_t)(lcg(&seed) % TT_NUM_CLASSES);
+#else
+        static float label[TT_TARGET_SIZE];
+        for (k = 0; k < TT_TARGET_SIZE; ++k) label[k] = (float)(lcg(&seed) % 1000) / 1000.0f;
+#endif
+        for (k = 0; k < TT_INPUT_SIZE; ++k) x[k] = (float)(lcg(&seed) % 2000) / 1000.0f - 1.0f;
+#ifdef TT_NUM_CLASSES
+        if (tt_train_step(&ctx, x, &label, &loss) != TT_OK) return 4;
+#else
+        if (tt_train_step(&ctx, x, label, &loss) != TT_OK) return 4;
+#endif
+    }
+    if (tt_checkpoint_save(&ctx, ck, sizeof ck, &n) != TT_OK) return 5;
+    if (tt_checkpoint_load(&ctx, ck, n) != TT_OK) return 6;
+    if (tt_infer(&ctx, x, y) != TT_OK) return 7;
+    printf("ok %d steps, loss %g\n", steps, (double)loss);
+    return 0;
+}
+"""
+
+
+def run_sanitized(out_dir, steps: int = 20, timeout: float = 300) -> str:
+    """Build the exported project with ASan + UBSan into an executable and train `steps`
+    samples on pseudo-random data. Returns its output; raises BuildError on any report."""
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    srcs = _sources(out_dir, manifest)
+    cc = find_cc()
+    with tempfile.TemporaryDirectory(prefix="tt_asan_") as tmp:
+        main = Path(tmp) / "tt_sanitize_main.c"
+        main.write_text(_SANITIZE_MAIN)
+        exe = Path(tmp) / "tt_sanitize"
+        cmd = [cc, *HOST_CFLAGS, *SANITIZE_FLAGS, "-I", str(out_dir), "-o", str(exe),
+               *map(str, srcs), str(main), "-lm"]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BuildError(f"sanitizer build of {out_dir} failed:\n{r.stderr.strip()}")
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0",
+                   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+        r = subprocess.run([str(exe), str(steps)], capture_output=True, text=True,
+                           timeout=timeout, stdin=subprocess.DEVNULL, env=env)
+        if r.returncode != 0 or "runtime error" in r.stderr or "Sanitizer" in r.stderr:
+            raise BuildError(f"sanitizer run of {out_dir} failed (exit {r.returncode}):\n"
+                             f"{r.stdout}\n{r.stderr}")
+        return r.stdout
