@@ -47,7 +47,8 @@ def test_softmax_extreme_logits(dtype):
 
 def test_softmax_costs_and_inplace():
     op = get_op("Softmax")
-    assert op.inplace and op.macs([(4, 10)], (4, 10), {"axis": -1}) == 80
+    # not in place: the C softmax reads its whole input row after writing outputs
+    assert not op.inplace and op.macs([(4, 10)], (4, 10), {"axis": -1}) == 80
 
 
 @pytest.mark.parametrize("shape, axis, msg", [((4, 10), 0, "last axis"), ((10,), -1, "batch")])
