@@ -134,12 +134,14 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
     forward = calls(program.forward_steps, kernels.FORWARD)
     rest = program.train_steps[len(program.forward_steps):]
     loss_step = rest[0]
-    if len(loss_step.outputs) < 2:
+    training = len(loss_step.outputs) > 1
+    if not training and program.trainable:
         raise ExportError("nothing to train: no trainable parameter influences the loss "
                           "(check --trainable)")
     backward = calls(rest[1:], kernels.VJP)
     loss = {"comment": _step_comment(loss_step, ctx),
-            "call": kernels.loss_call(loss_step, ctx, f"(1.0f / {cfg.batch})", "l")}
+            "call": kernels.loss_call(loss_step, ctx, f"(1.0f / {cfg.batch})", "l")
+            if training else ""}
     updates = [kernels.update_call(s, ctx, "lr", cfg, "(int)ctx->step + 1")
                for s in program.update_steps]
 
@@ -156,7 +158,7 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
     out_t = tensors[program.logits]
     in_t = tensors[program.input]
     return {
-        "banner": banner, "model_hash": model_hash, "loss": loss_step.op,
+        "banner": banner, "model_hash": model_hash, "loss": loss_step.op, "training": training,
         "input_size": in_t.size, "input_shape": list(in_t.shape),
         "output_size": out_t.size, "output_shape": list(out_t.shape),
         "batch": cfg.batch, "params": params,
@@ -241,7 +243,7 @@ def emit_project(program, plan, out_dir, *, model_hash: int, command: str = "",
     cfg = program.config
     manifest = {
         "tinytrain": __version__, "model_hash": f"{model_hash:08x}", "command": command,
-        "precision": "fp32", "algo": "bp",
+        "precision": "fp32", "algo": "bp", "training": ctx["training"],
         "input": {"name": program.input, "shape": ctx["input_shape"]},
         "output": {"name": program.logits, "shape": ctx["output_shape"]},
         "loss": ctx["loss"], "label_dtype": program.tensors[program.label].dtype,

@@ -68,23 +68,41 @@ def _pool_params(ctx, step, x, y):
 
 
 def _bcast(ctx, step, a, b, y):
-    """4-D broadcast descriptor for numpy broadcasting of a and b to y."""
+    """4-D broadcast descriptor for numpy broadcasting of a and b to y. Adjacent dimensions
+    with the same broadcast pattern are merged first, so e.g. a [C,1,1,1] scale over a 5-D
+    tensor still fits the kernel's four dimensions."""
     ys = list(ctx.shape(y))
-    if len(ys) > 4:
-        raise ValueError(f"{step.node}: broadcasting supports rank <= 4, got {ys}")
-    ys4 = [1] * (4 - len(ys)) + ys
+    r = len(ys)
+    sa = [1] * (r - len(ctx.shape(a))) + list(ctx.shape(a))
+    sb = [1] * (r - len(ctx.shape(b))) + list(ctx.shape(b))
+    dims = []  # (size, a broadcast?, b broadcast?)
+    for n, da, db in zip(ys, sa, sb):
+        if n == 1:
+            continue
+        pat = (da == 1, db == 1)
+        if dims and (dims[-1][1], dims[-1][2]) == pat:
+            dims[-1] = (dims[-1][0] * n, *pat)
+        else:
+            dims.append((n, *pat))
+    if len(dims) > 4:
+        from ..errors import ExportError
+        raise ExportError(f"node {step.node!r} ({step.op}): broadcasting {ctx.shape(a)} with "
+                          f"{ctx.shape(b)} needs {len(dims)} independent dimensions; the C "
+                          "kernels support 4")
+    dims = [(1, False, False)] * (4 - len(dims)) + dims
 
-    def strides(shape):
-        s4 = [1] * (4 - len(shape)) + list(shape)
+    def strides(which):
         st, acc = [0] * 4, 1
         for i in range(3, -1, -1):
-            st[i] = 0 if (s4[i] == 1 and ys4[i] != 1) else acc
-            acc *= s4[i]
+            n, ba, bb = dims[i]
+            st[i] = 0 if (ba, bb)[which] and n != 1 else acc
+            if not (ba, bb)[which]:
+                acc *= n
         return st
     return ctx.const_struct("tt_bcast4", "bcast_" + step.node,
-                            ["{" + ", ".join(map(str, ys4)) + "}",
-                             "{" + ", ".join(map(str, strides(ctx.shape(a)))) + "}",
-                             "{" + ", ".join(map(str, strides(ctx.shape(b)))) + "}"])
+                            ["{" + ", ".join(str(d[0]) for d in dims) + "}",
+                             "{" + ", ".join(map(str, strides(0))) + "}",
+                             "{" + ", ".join(map(str, strides(1))) + "}"])
 
 
 # ---------------------------------------------------------------- forward
@@ -112,7 +130,9 @@ def _unary(kernel, extra=lambda s: []):
 
 
 def _clip_args(s):
-    return [c_float(s.attrs["min"]), c_float(s.attrs["max"])]
+    lo, hi = float(s.attrs["min"]), float(s.attrs["max"])
+    # ONNX: min(max(x, lo), hi), so lo > hi gives hi everywhere; the kernel wants lo <= hi.
+    return [c_float(min(lo, hi)), c_float(hi)]
 
 
 def fwd_pool(kernel):

@@ -66,25 +66,46 @@ def _sources(out_dir: Path, manifest: dict) -> list[Path]:
     return srcs
 
 
+def _compile_objects(cc, flags, srcs, include_dir) -> list[Path]:
+    """Compile each source to an object cached by its content, its headers and the flags:
+    the runtime kernels are the same in every export, so they compile once per machine."""
+    hdrs = hashlib.sha256()
+    for f in sorted(include_dir.glob("*.h")):
+        hdrs.update(f.name.encode())
+        hdrs.update(f.read_bytes())
+    objs = []
+    for src in srcs:
+        h = hashlib.sha256(" ".join([cc] + flags).encode())
+        h.update(hdrs.digest())
+        h.update(src.read_bytes())
+        obj = cache_dir() / f"{src.stem}_{h.hexdigest()[:20]}.o"
+        if not obj.exists():
+            tmp = obj.with_suffix(f".{os.getpid()}.tmp")
+            cmd = [cc, *flags, "-fPIC", "-I", str(include_dir), "-c", "-o", str(tmp), str(src)]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise BuildError(f"compiling {src} failed:\n{' '.join(cmd)}\n{r.stderr.strip()}")
+            os.replace(tmp, obj)
+        objs.append(obj)
+    return objs
+
+
 def build_shared(out_dir, sanitize: bool = False, extra_flags=()) -> Path:
     out_dir = Path(out_dir)
     manifest = read_manifest(out_dir)
     srcs = _sources(out_dir, manifest)
     cc = find_cc()
     flags = HOST_CFLAGS + _host_fma_flag() + (SANITIZE_FLAGS if sanitize else []) + list(extra_flags)
-    h = hashlib.sha256(" ".join([cc] + flags).encode())
-    for f in sorted(srcs) + sorted(out_dir.glob("*.h")):
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
+    objs = _compile_objects(cc, flags, srcs, out_dir)
+    h = hashlib.sha256(" ".join(map(str, objs)).encode())
     so = cache_dir() / f"tt_{h.hexdigest()[:20]}.so"
     if so.exists():
         return so
     tmp = so.with_suffix(f".{os.getpid()}.tmp")
-    cmd = [cc, *flags, "-fPIC", "-shared", "-Wl,-Bsymbolic", "-I", str(out_dir),
-           "-o", str(tmp), *map(str, srcs), "-lm"]
+    cmd = [cc, *flags, "-fPIC", "-shared", "-Wl,-Bsymbolic", "-o", str(tmp), *map(str, objs), "-lm"]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        raise BuildError(f"compiling {out_dir} failed:\n{' '.join(cmd)}\n{r.stderr.strip()}")
+        raise BuildError(f"linking {out_dir} failed:\n{' '.join(cmd)}\n{r.stderr.strip()}")
     os.replace(tmp, so)
     return so
 
@@ -164,6 +185,9 @@ class HostModel:
     def train_step(self, x, y) -> float:
         """Train on one sample or a batch of samples (each goes through tt_train_step; the
         optimizer steps every `batch` samples as exported). Returns the mean loss."""
+        if not self.manifest.get("training", True):
+            raise TinytrainError(f"{self.out_dir} was exported for inference only (nothing "
+                                 "trainable); export again with --trainable")
         xb = self._batch(x)
         n = xb.shape[0]
         if self.manifest["label_dtype"] == "i32":
