@@ -52,6 +52,17 @@ extern "C" {
 #endif
 
 /* Positive infinity as a float constant (the code generator emits it for unbounded Clip). */
+/* Fused multiply-add, correctly rounded on every target. Cores with an FPU (Cortex-M4F/M7,
+ * RV32F) and hosted C libraries compile fmaf to one instruction or a correct call; on cores
+ * without one, picolibc's fmaf rounds twice (multiply, then add), which would break
+ * host == device bit-exactness, so those targets use tt_fmaf_soft (tt_math_f32.c). */
+#if (defined(__riscv) && !defined(__riscv_flen)) || (defined(__arm__) && !defined(__ARM_FP))
+#  define TT_FMAF(a, b, c) tt_fmaf_soft((a), (b), (c))
+#else
+#  define TT_FMAF(a, b, c) fmaf((a), (b), (c))
+#endif
+float tt_fmaf_soft(float a, float b, float c);
+
 #ifndef TT_INF
 #  define TT_INF INFINITY
 #endif

@@ -104,7 +104,7 @@ tt_status tt_leaky_relu_bwd_x_f32(const float *gy, const float *x, float *gx, in
     if (accumulate) {
         for (i = 0; i < n; ++i) {
             const float g = gy[i];
-            gx[i] = (x[i] < 0.0f) ? fmaf(alpha, g, gx[i]) : gx[i] + g;
+            gx[i] = (x[i] < 0.0f) ? TT_FMAF(alpha, g, gx[i]) : gx[i] + g;
         }
     } else {
         for (i = 0; i < n; ++i) {
@@ -136,7 +136,7 @@ tt_status tt_sigmoid_bwd_x_f32(const float *gy, const float *y, float *gx, int n
     if (accumulate) {
         for (i = 0; i < n; ++i) {
             const float v = y[i];
-            gx[i] = fmaf(gy[i], (1.0f - v) * v, gx[i]);
+            gx[i] = TT_FMAF(gy[i], (1.0f - v) * v, gx[i]);
         }
     } else {
         for (i = 0; i < n; ++i) {
@@ -170,12 +170,12 @@ tt_status tt_tanh_bwd_x_f32(const float *gy, const float *y, float *gx, int n, i
     if (accumulate) {
         for (i = 0; i < n; ++i) {
             const float v = y[i];
-            gx[i] = fmaf(gy[i], fmaf(-v, v, 1.0f), gx[i]);
+            gx[i] = TT_FMAF(gy[i], TT_FMAF(-v, v, 1.0f), gx[i]);
         }
     } else {
         for (i = 0; i < n; ++i) {
             const float v = y[i];
-            gx[i] = gy[i] * fmaf(-v, v, 1.0f);
+            gx[i] = gy[i] * TT_FMAF(-v, v, 1.0f);
         }
     }
     return TT_OK;
@@ -228,11 +228,11 @@ tt_status tt_softmax_bwd_x_f32(const float *gy, const float *y, float *gx, int r
         float *xr = gx + off;
         float d = 0.0f;
         for (j = 0; j < cols; ++j) {
-            d = fmaf(gr[j], yr[j], d);
+            d = TT_FMAF(gr[j], yr[j], d);
         }
         if (accumulate) {
             for (j = 0; j < cols; ++j) {
-                xr[j] = fmaf(yr[j], gr[j] - d, xr[j]);
+                xr[j] = TT_FMAF(yr[j], gr[j] - d, xr[j]);
             }
         } else {
             for (j = 0; j < cols; ++j) {

@@ -95,39 +95,39 @@ typedef struct {
     do {                                                                                        \
         const float q0_ = (xa), q1_ = (xb), q2_ = (xc), q3_ = (xd);                             \
         float f_ = (f0);                                                                        \
-        a00 = fmaf(q0_, f_, a00);                                                               \
-        a01 = fmaf(q1_, f_, a01);                                                               \
-        a02 = fmaf(q2_, f_, a02);                                                               \
-        a03 = fmaf(q3_, f_, a03);                                                               \
+        a00 = TT_FMAF(q0_, f_, a00);                                                               \
+        a01 = TT_FMAF(q1_, f_, a01);                                                               \
+        a02 = TT_FMAF(q2_, f_, a02);                                                               \
+        a03 = TT_FMAF(q3_, f_, a03);                                                               \
         f_ = (f1);                                                                              \
-        a10 = fmaf(q0_, f_, a10);                                                               \
-        a11 = fmaf(q1_, f_, a11);                                                               \
-        a12 = fmaf(q2_, f_, a12);                                                               \
-        a13 = fmaf(q3_, f_, a13);                                                               \
+        a10 = TT_FMAF(q0_, f_, a10);                                                               \
+        a11 = TT_FMAF(q1_, f_, a11);                                                               \
+        a12 = TT_FMAF(q2_, f_, a12);                                                               \
+        a13 = TT_FMAF(q3_, f_, a13);                                                               \
         f_ = (f2);                                                                              \
-        a20 = fmaf(q0_, f_, a20);                                                               \
-        a21 = fmaf(q1_, f_, a21);                                                               \
-        a22 = fmaf(q2_, f_, a22);                                                               \
-        a23 = fmaf(q3_, f_, a23);                                                               \
+        a20 = TT_FMAF(q0_, f_, a20);                                                               \
+        a21 = TT_FMAF(q1_, f_, a21);                                                               \
+        a22 = TT_FMAF(q2_, f_, a22);                                                               \
+        a23 = TT_FMAF(q3_, f_, a23);                                                               \
         f_ = (f3);                                                                              \
-        a30 = fmaf(q0_, f_, a30);                                                               \
-        a31 = fmaf(q1_, f_, a31);                                                               \
-        a32 = fmaf(q2_, f_, a32);                                                               \
-        a33 = fmaf(q3_, f_, a33);                                                               \
+        a30 = TT_FMAF(q0_, f_, a30);                                                               \
+        a31 = TT_FMAF(q1_, f_, a31);                                                               \
+        a32 = TT_FMAF(q2_, f_, a32);                                                               \
+        a33 = TT_FMAF(q3_, f_, a33);                                                               \
     } while (0)
 
 /* One tap of 1 channel x 8 lanes (accumulators b0..b7). */
 #define TT_TAP1X8_(f, x0, x1, x2, x3, x4, x5, x6, x7)                                           \
     do {                                                                                        \
         const float f_ = (f);                                                                   \
-        b0 = fmaf(x0, f_, b0);                                                                  \
-        b1 = fmaf(x1, f_, b1);                                                                  \
-        b2 = fmaf(x2, f_, b2);                                                                  \
-        b3 = fmaf(x3, f_, b3);                                                                  \
-        b4 = fmaf(x4, f_, b4);                                                                  \
-        b5 = fmaf(x5, f_, b5);                                                                  \
-        b6 = fmaf(x6, f_, b6);                                                                  \
-        b7 = fmaf(x7, f_, b7);                                                                  \
+        b0 = TT_FMAF(x0, f_, b0);                                                                  \
+        b1 = TT_FMAF(x1, f_, b1);                                                                  \
+        b2 = TT_FMAF(x2, f_, b2);                                                                  \
+        b3 = TT_FMAF(x3, f_, b3);                                                                  \
+        b4 = TT_FMAF(x4, f_, b4);                                                                  \
+        b5 = TT_FMAF(x5, f_, b5);                                                                  \
+        b6 = TT_FMAF(x6, f_, b6);                                                                  \
+        b7 = TT_FMAF(x7, f_, b7);                                                                  \
     } while (0)
 
 static int imin(int a, int b)
@@ -245,25 +245,25 @@ static TT_NOINLINE_ void fwd_4x4(const tt_cg_ *G, const tt_taps_ *T, const float
             for (k = nkw; k > 0; --k) {
                 const float x0 = xq[0], x1 = xq[sw], x2 = xq[s2], x3 = xq[s3];
                 float f = *w0++;
-                a00 = fmaf(x0, f, a00);
-                a01 = fmaf(x1, f, a01);
-                a02 = fmaf(x2, f, a02);
-                a03 = fmaf(x3, f, a03);
+                a00 = TT_FMAF(x0, f, a00);
+                a01 = TT_FMAF(x1, f, a01);
+                a02 = TT_FMAF(x2, f, a02);
+                a03 = TT_FMAF(x3, f, a03);
                 f = *w1++;
-                a10 = fmaf(x0, f, a10);
-                a11 = fmaf(x1, f, a11);
-                a12 = fmaf(x2, f, a12);
-                a13 = fmaf(x3, f, a13);
+                a10 = TT_FMAF(x0, f, a10);
+                a11 = TT_FMAF(x1, f, a11);
+                a12 = TT_FMAF(x2, f, a12);
+                a13 = TT_FMAF(x3, f, a13);
                 f = *w2++;
-                a20 = fmaf(x0, f, a20);
-                a21 = fmaf(x1, f, a21);
-                a22 = fmaf(x2, f, a22);
-                a23 = fmaf(x3, f, a23);
+                a20 = TT_FMAF(x0, f, a20);
+                a21 = TT_FMAF(x1, f, a21);
+                a22 = TT_FMAF(x2, f, a22);
+                a23 = TT_FMAF(x3, f, a23);
                 f = *w3++;
-                a30 = fmaf(x0, f, a30);
-                a31 = fmaf(x1, f, a31);
-                a32 = fmaf(x2, f, a32);
-                a33 = fmaf(x3, f, a33);
+                a30 = TT_FMAF(x0, f, a30);
+                a31 = TT_FMAF(x1, f, a31);
+                a32 = TT_FMAF(x2, f, a32);
+                a33 = TT_FMAF(x3, f, a33);
                 ++xq;
             }
             xp += xrow;
@@ -314,10 +314,10 @@ static TT_NOINLINE_ void fwd_4x1(const tt_cg_ *G, const tt_taps_ *T, const float
             const float *xq = xp;
             for (k = nkw; k > 0; --k) {
                 const float x0 = *xq++;
-                a0 = fmaf(x0, *w0++, a0);
-                a1 = fmaf(x0, *w1++, a1);
-                a2 = fmaf(x0, *w2++, a2);
-                a3 = fmaf(x0, *w3++, a3);
+                a0 = TT_FMAF(x0, *w0++, a0);
+                a1 = TT_FMAF(x0, *w1++, a1);
+                a2 = TT_FMAF(x0, *w2++, a2);
+                a3 = TT_FMAF(x0, *w3++, a3);
             }
             xp += xrow;
             w0 += wrow;
@@ -351,10 +351,10 @@ static TT_NOINLINE_ void fwd_1x4(const tt_cg_ *G, const tt_taps_ *T, float init,
             const float *xq = xp;
             for (k = nkw; k > 0; --k) {
                 const float f = *w0++;
-                a0 = fmaf(xq[0], f, a0);
-                a1 = fmaf(xq[sw], f, a1);
-                a2 = fmaf(xq[s2], f, a2);
-                a3 = fmaf(xq[s3], f, a3);
+                a0 = TT_FMAF(xq[0], f, a0);
+                a1 = TT_FMAF(xq[sw], f, a1);
+                a2 = TT_FMAF(xq[s2], f, a2);
+                a3 = TT_FMAF(xq[s3], f, a3);
                 ++xq;
             }
             xp += xrow;
@@ -379,7 +379,7 @@ static TT_NOINLINE_ float fwd_1x1(const tt_cg_ *G, const tt_taps_ *T, float acc)
         for (r = nkh; r > 0; --r) {
             const float *xq = xp;
             for (k = nkw; k > 0; --k) {
-                acc = fmaf(*xq++, *w0++, acc);
+                acc = TT_FMAF(*xq++, *w0++, acc);
             }
             xp += T->xrow;
             w0 += T->wrow;
@@ -495,20 +495,20 @@ static TT_NOINLINE_ void fwd_1x4_k3s2(const tt_cg_ *G, const tt_taps_ *T, float 
             const float x0 = xp[0], x1 = xp[1], x2 = xp[2], x3 = xp[3], x4 = xp[4];
             const float x5 = xp[5], x6 = xp[6], x7 = xp[7], x8 = xp[8];
             float f = w0[0];
-            b0 = fmaf(x0, f, b0);
-            b1 = fmaf(x2, f, b1);
-            b2 = fmaf(x4, f, b2);
-            b3 = fmaf(x6, f, b3);
+            b0 = TT_FMAF(x0, f, b0);
+            b1 = TT_FMAF(x2, f, b1);
+            b2 = TT_FMAF(x4, f, b2);
+            b3 = TT_FMAF(x6, f, b3);
             f = w0[1];
-            b0 = fmaf(x1, f, b0);
-            b1 = fmaf(x3, f, b1);
-            b2 = fmaf(x5, f, b2);
-            b3 = fmaf(x7, f, b3);
+            b0 = TT_FMAF(x1, f, b0);
+            b1 = TT_FMAF(x3, f, b1);
+            b2 = TT_FMAF(x5, f, b2);
+            b3 = TT_FMAF(x7, f, b3);
             f = w0[2];
-            b0 = fmaf(x2, f, b0);
-            b1 = fmaf(x4, f, b1);
-            b2 = fmaf(x6, f, b2);
-            b3 = fmaf(x8, f, b3);
+            b0 = TT_FMAF(x2, f, b0);
+            b1 = TT_FMAF(x4, f, b1);
+            b2 = TT_FMAF(x6, f, b2);
+            b3 = TT_FMAF(x8, f, b3);
             xp += xrow;
             w0 += 3;
         }
@@ -616,10 +616,10 @@ static int is_dw3(const tt_cg_ *G)
 
 #define TT_DW3_TAP4_(f, xa, xb, xc, xd)                                                         \
     do {                                                                                        \
-        b0 = fmaf(xa, f, b0);                                                                   \
-        b1 = fmaf(xb, f, b1);                                                                   \
-        b2 = fmaf(xc, f, b2);                                                                   \
-        b3 = fmaf(xd, f, b3);                                                                   \
+        b0 = TT_FMAF(xa, f, b0);                                                                   \
+        b1 = TT_FMAF(xb, f, b1);                                                                   \
+        b2 = TT_FMAF(xc, f, b2);                                                                   \
+        b3 = TT_FMAF(xd, f, b3);                                                                   \
     } while (0)
 
 /* n outputs whose windows are fully inside the input; rK points at input column
@@ -683,15 +683,15 @@ static TT_NOINLINE_ void dw3_fwd_run(const float *r0, const float *r1, const flo
     }
     for (t = n & 3; t > 0; --t) {
         float a = bias;
-        a = fmaf(r0[0], w0, a);
-        a = fmaf(r0[1], w1, a);
-        a = fmaf(r0[2], w2, a);
-        a = fmaf(r1[0], w3, a);
-        a = fmaf(r1[1], w4, a);
-        a = fmaf(r1[2], w5, a);
-        a = fmaf(r2[0], w6, a);
-        a = fmaf(r2[1], w7, a);
-        a = fmaf(r2[2], w8, a);
+        a = TT_FMAF(r0[0], w0, a);
+        a = TT_FMAF(r0[1], w1, a);
+        a = TT_FMAF(r0[2], w2, a);
+        a = TT_FMAF(r1[0], w3, a);
+        a = TT_FMAF(r1[1], w4, a);
+        a = TT_FMAF(r1[2], w5, a);
+        a = TT_FMAF(r2[0], w6, a);
+        a = TT_FMAF(r2[1], w7, a);
+        a = TT_FMAF(r2[2], w8, a);
         *y++ = a;
         r0 += sw;
         r1 += sw;
@@ -709,9 +709,9 @@ static TT_NOINLINE_ void dw3_fwd_run_rows(const float *r, int in_w, int k0, int 
         float a = bias;
         const float *rk = r + k0 * in_w;
         for (k = k0; k < k1; ++k) {
-            a = fmaf(rk[0], w[3 * k], a);
-            a = fmaf(rk[1], w[3 * k + 1], a);
-            a = fmaf(rk[2], w[3 * k + 2], a);
+            a = TT_FMAF(rk[0], w[3 * k], a);
+            a = TT_FMAF(rk[1], w[3 * k + 1], a);
+            a = TT_FMAF(rk[2], w[3 * k + 2], a);
             rk += in_w;
         }
         *y++ = a;
@@ -731,7 +731,7 @@ static float dw3_fwd_point(const tt_cg_ *G, const float *xc, const float *w, flo
         const float *xr = xc + (ih0 + kh) * G->in_w + iw0;
         const float *wr = w + 3 * kh;
         for (kw = kw0; kw < kw1; ++kw) {
-            acc = fmaf(xr[kw], wr[kw], acc);
+            acc = TT_FMAF(xr[kw], wr[kw], acc);
         }
     }
     return acc;
@@ -817,15 +817,15 @@ static TT_NOINLINE_ void dw3_bwdx_run_s1(const float *g0, const float *g1, const
     }
     for (t = n & 3; t > 0; --t) {
         float a = accumulate ? gx[0] : 0.0f;
-        a = fmaf(g0[0], w0, a);
-        a = fmaf(g0[-1], w1, a);
-        a = fmaf(g0[-2], w2, a);
-        a = fmaf(g1[0], w3, a);
-        a = fmaf(g1[-1], w4, a);
-        a = fmaf(g1[-2], w5, a);
-        a = fmaf(g2[0], w6, a);
-        a = fmaf(g2[-1], w7, a);
-        a = fmaf(g2[-2], w8, a);
+        a = TT_FMAF(g0[0], w0, a);
+        a = TT_FMAF(g0[-1], w1, a);
+        a = TT_FMAF(g0[-2], w2, a);
+        a = TT_FMAF(g1[0], w3, a);
+        a = TT_FMAF(g1[-1], w4, a);
+        a = TT_FMAF(g1[-2], w5, a);
+        a = TT_FMAF(g2[0], w6, a);
+        a = TT_FMAF(g2[-1], w7, a);
+        a = TT_FMAF(g2[-2], w8, a);
         *gx++ = a;
         ++g0;
         ++g1;
@@ -843,9 +843,9 @@ static TT_NOINLINE_ void dw3_bwdx_run_rows_s1(const float *g, int out_w, int k0,
         float a = accumulate ? *gx : 0.0f;
         const float *gk = g - k0 * out_w;
         for (k = k0; k < k1; ++k) {
-            a = fmaf(gk[0], w[3 * k], a);
-            a = fmaf(gk[-1], w[3 * k + 1], a);
-            a = fmaf(gk[-2], w[3 * k + 2], a);
+            a = TT_FMAF(gk[0], w[3 * k], a);
+            a = TT_FMAF(gk[-1], w[3 * k + 1], a);
+            a = TT_FMAF(gk[-2], w[3 * k + 2], a);
             gk -= out_w;
         }
         *gx++ = a;
@@ -864,7 +864,7 @@ static float dw3_bwdx_point_s1(const tt_cg_ *G, const float *gc, const float *w,
         const float *gr = gc + (th - kh) * G->out_w + tw;
         const float *wr = w + 3 * kh;
         for (kw = kw0; kw < kw1; ++kw) {
-            acc = fmaf(gr[-kw], wr[kw], acc);
+            acc = TT_FMAF(gr[-kw], wr[kw], acc);
         }
     }
     return acc;
@@ -929,13 +929,13 @@ static TT_NOINLINE_ void dw3_bwdx_run_s2(const float *const *g, const int *kr, i
             e = gx[0];
             o = gx[1];
         }
-        e = fmaf(ga[0], a0, e);
-        e = fmaf(ga[-1], a2, e);
-        o = fmaf(ga[0], a1, o);
+        e = TT_FMAF(ga[0], a0, e);
+        e = TT_FMAF(ga[-1], a2, e);
+        o = TT_FMAF(ga[0], a1, o);
         if (nr > 1) {
-            e = fmaf(gb[0], b0, e);
-            e = fmaf(gb[-1], b2, e);
-            o = fmaf(gb[0], b1, o);
+            e = TT_FMAF(gb[0], b0, e);
+            e = TT_FMAF(gb[-1], b2, e);
+            o = TT_FMAF(gb[0], b1, o);
         }
         gx[0] = e;
         gx[1] = o;
@@ -956,7 +956,7 @@ static float dw3_bwdx_point(const tt_cg_ *G, const float *gc, const float *w, fl
         const float *gr = gc + (oh0 - r) * G->out_w + ow0;
         const float *wr = w + 3 * (kh0 + r * G->sh) + kw0;
         for (k = 0; k < nkw; ++k) {
-            acc = fmaf(gr[-k], wr[k * G->sw], acc);
+            acc = TT_FMAF(gr[-k], wr[k * G->sw], acc);
         }
     }
     return acc;
@@ -1040,10 +1040,10 @@ static TT_NOINLINE_ void pw_fwd_1x4(const float *xp, const float *w0, int cin_g,
     int c;
     for (c = cin_g; c > 0; --c) {
         const float f = *w0++;
-        a0 = fmaf(xp[0], f, a0);
-        a1 = fmaf(xp[1], f, a1);
-        a2 = fmaf(xp[2], f, a2);
-        a3 = fmaf(xp[3], f, a3);
+        a0 = TT_FMAF(xp[0], f, a0);
+        a1 = TT_FMAF(xp[1], f, a1);
+        a2 = TT_FMAF(xp[2], f, a2);
+        a3 = TT_FMAF(xp[3], f, a3);
         xp += hw;
     }
     y[0] = a0;
@@ -1081,7 +1081,7 @@ static void conv_fwd_pointwise(const tt_cg_ *G, const float *x, const float *w, 
                     const float *xq = xg + pp;
                     float a = init[o];
                     for (c = 0; c < cin_g; ++c) {
-                        a = fmaf(*xq, wo[c], a);
+                        a = TT_FMAF(*xq, wo[c], a);
                         xq += hw;
                     }
                     yr[o * hw + pp] = a;
@@ -1163,25 +1163,25 @@ static TT_NOINLINE_ void bwdx_4x4(const tt_cg_ *G, const float *gyg, const float
             for (k = nkw; k > 0; --k) {
                 const float g0 = gq[0], g1 = gq[1], g2 = gq[2], g3 = gq[3];
                 float f = *w0;
-                a00 = fmaf(g0, f, a00);
-                a01 = fmaf(g1, f, a01);
-                a02 = fmaf(g2, f, a02);
-                a03 = fmaf(g3, f, a03);
+                a00 = TT_FMAF(g0, f, a00);
+                a01 = TT_FMAF(g1, f, a01);
+                a02 = TT_FMAF(g2, f, a02);
+                a03 = TT_FMAF(g3, f, a03);
                 f = *w1;
-                a10 = fmaf(g0, f, a10);
-                a11 = fmaf(g1, f, a11);
-                a12 = fmaf(g2, f, a12);
-                a13 = fmaf(g3, f, a13);
+                a10 = TT_FMAF(g0, f, a10);
+                a11 = TT_FMAF(g1, f, a11);
+                a12 = TT_FMAF(g2, f, a12);
+                a13 = TT_FMAF(g3, f, a13);
                 f = *w2;
-                a20 = fmaf(g0, f, a20);
-                a21 = fmaf(g1, f, a21);
-                a22 = fmaf(g2, f, a22);
-                a23 = fmaf(g3, f, a23);
+                a20 = TT_FMAF(g0, f, a20);
+                a21 = TT_FMAF(g1, f, a21);
+                a22 = TT_FMAF(g2, f, a22);
+                a23 = TT_FMAF(g3, f, a23);
                 f = *w3;
-                a30 = fmaf(g0, f, a30);
-                a31 = fmaf(g1, f, a31);
-                a32 = fmaf(g2, f, a32);
-                a33 = fmaf(g3, f, a33);
+                a30 = TT_FMAF(g0, f, a30);
+                a31 = TT_FMAF(g1, f, a31);
+                a32 = TT_FMAF(g2, f, a32);
+                a33 = TT_FMAF(g3, f, a33);
                 --gq;
                 w0 += sw;
                 w1 += sw;
@@ -1235,10 +1235,10 @@ static TT_NOINLINE_ void bwdx_1x4(const tt_cg_ *G, const float *gyg, const float
             const float *w0 = wk;
             for (k = nkw; k > 0; --k) {
                 const float f = *w0;
-                a0 = fmaf(gq[0], f, a0);
-                a1 = fmaf(gq[1], f, a1);
-                a2 = fmaf(gq[2], f, a2);
-                a3 = fmaf(gq[3], f, a3);
+                a0 = TT_FMAF(gq[0], f, a0);
+                a1 = TT_FMAF(gq[1], f, a1);
+                a2 = TT_FMAF(gq[2], f, a2);
+                a3 = TT_FMAF(gq[3], f, a3);
                 --gq;
                 w0 += sw;
             }
@@ -1281,21 +1281,21 @@ static TT_NOINLINE_ void bwdx_nx1(const tt_cg_ *G, const float *gyg, const float
             if (nic == 4) {
                 for (k = T->nkw; k > 0; --k) {
                     const float g0 = *gq--;
-                    a0 = fmaf(g0, w0[0], a0);
-                    a1 = fmaf(g0, w0[khw], a1);
-                    a2 = fmaf(g0, w0[2 * khw], a2);
-                    a3 = fmaf(g0, w0[3 * khw], a3);
+                    a0 = TT_FMAF(g0, w0[0], a0);
+                    a1 = TT_FMAF(g0, w0[khw], a1);
+                    a2 = TT_FMAF(g0, w0[2 * khw], a2);
+                    a3 = TT_FMAF(g0, w0[3 * khw], a3);
                     w0 += sw;
                 }
             } else {
                 for (k = T->nkw; k > 0; --k) {
                     const float g0 = *gq--;
-                    a0 = fmaf(g0, w0[0], a0);
+                    a0 = TT_FMAF(g0, w0[0], a0);
                     if (nic > 1) {
-                        a1 = fmaf(g0, w0[khw], a1);
+                        a1 = TT_FMAF(g0, w0[khw], a1);
                     }
                     if (nic > 2) {
-                        a2 = fmaf(g0, w0[2 * khw], a2);
+                        a2 = TT_FMAF(g0, w0[2 * khw], a2);
                     }
                     w0 += sw;
                 }
@@ -1476,10 +1476,10 @@ static TT_NOINLINE_ void pw_bwdx_1x4(const float *gp, const float *wp, int cin_g
     }
     for (oc = cout_g; oc > 0; --oc) {
         const float f = *wp;
-        a0 = fmaf(gp[0], f, a0);
-        a1 = fmaf(gp[1], f, a1);
-        a2 = fmaf(gp[2], f, a2);
-        a3 = fmaf(gp[3], f, a3);
+        a0 = TT_FMAF(gp[0], f, a0);
+        a1 = TT_FMAF(gp[1], f, a1);
+        a2 = TT_FMAF(gp[2], f, a2);
+        a3 = TT_FMAF(gp[3], f, a3);
         gp += hw;
         wp += cin_g;
     }
@@ -1515,7 +1515,7 @@ static void conv_bwdx_pointwise(const tt_cg_ *G, const float *gy, const float *w
                     const float *wq = wg + icg + i;
                     float a = accumulate ? gr[i * hw + pp] : 0.0f;
                     for (oc = 0; oc < cout_g; ++oc) {
-                        a = fmaf(*gq, *wq, a);
+                        a = TT_FMAF(*gq, *wq, a);
                         gq += hw;
                         wq += cin_g;
                     }
@@ -1569,41 +1569,41 @@ tt_status tt_conv2d_bwd_x_f32(const tt_conv2d_params *p, const float *gy, const 
  * for 2*KB*NOC fmaf), each chain still in ascending column order. */
 #define TT_BWW_STEP4_(KB, G0, G1, G2, G3, x0, x1, x2, x3)                                     \
     do {                                                                                        \
-        a00 = fmaf(G0, x0, a00);                                                                \
-        a10 = fmaf(G1, x0, a10);                                                                \
-        a20 = fmaf(G2, x0, a20);                                                                \
-        a30 = fmaf(G3, x0, a30);                                                                \
+        a00 = TT_FMAF(G0, x0, a00);                                                                \
+        a10 = TT_FMAF(G1, x0, a10);                                                                \
+        a20 = TT_FMAF(G2, x0, a20);                                                                \
+        a30 = TT_FMAF(G3, x0, a30);                                                                \
         if (KB > 1) {                                                                           \
-            a01 = fmaf(G0, x1, a01);                                                            \
-            a11 = fmaf(G1, x1, a11);                                                            \
-            a21 = fmaf(G2, x1, a21);                                                            \
-            a31 = fmaf(G3, x1, a31);                                                            \
+            a01 = TT_FMAF(G0, x1, a01);                                                            \
+            a11 = TT_FMAF(G1, x1, a11);                                                            \
+            a21 = TT_FMAF(G2, x1, a21);                                                            \
+            a31 = TT_FMAF(G3, x1, a31);                                                            \
         }                                                                                       \
         if (KB > 2) {                                                                           \
-            a02 = fmaf(G0, x2, a02);                                                            \
-            a12 = fmaf(G1, x2, a12);                                                            \
-            a22 = fmaf(G2, x2, a22);                                                            \
-            a32 = fmaf(G3, x2, a32);                                                            \
+            a02 = TT_FMAF(G0, x2, a02);                                                            \
+            a12 = TT_FMAF(G1, x2, a12);                                                            \
+            a22 = TT_FMAF(G2, x2, a22);                                                            \
+            a32 = TT_FMAF(G3, x2, a32);                                                            \
         }                                                                                       \
         if (KB > 3) {                                                                           \
-            a03 = fmaf(G0, x3, a03);                                                            \
-            a13 = fmaf(G1, x3, a13);                                                            \
-            a23 = fmaf(G2, x3, a23);                                                            \
-            a33 = fmaf(G3, x3, a33);                                                            \
+            a03 = TT_FMAF(G0, x3, a03);                                                            \
+            a13 = TT_FMAF(G1, x3, a13);                                                            \
+            a23 = TT_FMAF(G2, x3, a23);                                                            \
+            a33 = TT_FMAF(G3, x3, a33);                                                            \
         }                                                                                       \
     } while (0)
 
 #define TT_BWW_STEP1_(KB, G0, x0, x1, x2, x3)                                                   \
     do {                                                                                        \
-        a0 = fmaf(G0, x0, a0);                                                                  \
+        a0 = TT_FMAF(G0, x0, a0);                                                                  \
         if (KB > 1) {                                                                           \
-            a1 = fmaf(G0, x1, a1);                                                              \
+            a1 = TT_FMAF(G0, x1, a1);                                                              \
         }                                                                                       \
         if (KB > 2) {                                                                           \
-            a2 = fmaf(G0, x2, a2);                                                              \
+            a2 = TT_FMAF(G0, x2, a2);                                                              \
         }                                                                                       \
         if (KB > 3) {                                                                           \
-            a3 = fmaf(G0, x3, a3);                                                              \
+            a3 = TT_FMAF(G0, x3, a3);                                                              \
         }                                                                                       \
     } while (0)
 
@@ -1692,31 +1692,31 @@ tt_status tt_conv2d_bwd_x_f32(const tt_conv2d_params *p, const float *gy, const 
                 G3 = g3[ow];                                                                    \
                 if (TT_LANE_OK_(iw, 0)) {                                                       \
                     v = xr[iw];                                                                 \
-                    a00 = fmaf(G0, v, a00);                                                     \
-                    a10 = fmaf(G1, v, a10);                                                     \
-                    a20 = fmaf(G2, v, a20);                                                     \
-                    a30 = fmaf(G3, v, a30);                                                     \
+                    a00 = TT_FMAF(G0, v, a00);                                                     \
+                    a10 = TT_FMAF(G1, v, a10);                                                     \
+                    a20 = TT_FMAF(G2, v, a20);                                                     \
+                    a30 = TT_FMAF(G3, v, a30);                                                     \
                 }                                                                               \
                 if (KB > 1 && TT_LANE_OK_(iw, 1)) {                                             \
                     v = xr[iw + 1];                                                             \
-                    a01 = fmaf(G0, v, a01);                                                     \
-                    a11 = fmaf(G1, v, a11);                                                     \
-                    a21 = fmaf(G2, v, a21);                                                     \
-                    a31 = fmaf(G3, v, a31);                                                     \
+                    a01 = TT_FMAF(G0, v, a01);                                                     \
+                    a11 = TT_FMAF(G1, v, a11);                                                     \
+                    a21 = TT_FMAF(G2, v, a21);                                                     \
+                    a31 = TT_FMAF(G3, v, a31);                                                     \
                 }                                                                               \
                 if (KB > 2 && TT_LANE_OK_(iw, 2)) {                                             \
                     v = xr[iw + 2];                                                             \
-                    a02 = fmaf(G0, v, a02);                                                     \
-                    a12 = fmaf(G1, v, a12);                                                     \
-                    a22 = fmaf(G2, v, a22);                                                     \
-                    a32 = fmaf(G3, v, a32);                                                     \
+                    a02 = TT_FMAF(G0, v, a02);                                                     \
+                    a12 = TT_FMAF(G1, v, a12);                                                     \
+                    a22 = TT_FMAF(G2, v, a22);                                                     \
+                    a32 = TT_FMAF(G3, v, a32);                                                     \
                 }                                                                               \
                 if (KB > 3 && TT_LANE_OK_(iw, 3)) {                                             \
                     v = xr[iw + 3];                                                             \
-                    a03 = fmaf(G0, v, a03);                                                     \
-                    a13 = fmaf(G1, v, a13);                                                     \
-                    a23 = fmaf(G2, v, a23);                                                     \
-                    a33 = fmaf(G3, v, a33);                                                     \
+                    a03 = TT_FMAF(G0, v, a03);                                                     \
+                    a13 = TT_FMAF(G1, v, a13);                                                     \
+                    a23 = TT_FMAF(G2, v, a23);                                                     \
+                    a33 = TT_FMAF(G3, v, a33);                                                     \
                 }                                                                               \
             }                                                                                   \
         }                                                                                       \
@@ -1799,16 +1799,16 @@ tt_status tt_conv2d_bwd_x_f32(const tt_conv2d_params *p, const float *gy, const 
                 }                                                                               \
                 G0 = g0[ow];                                                                    \
                 if (TT_LANE_OK_(iw, 0)) {                                                       \
-                    a0 = fmaf(G0, xr[iw], a0);                                                  \
+                    a0 = TT_FMAF(G0, xr[iw], a0);                                                  \
                 }                                                                               \
                 if (KB > 1 && TT_LANE_OK_(iw, 1)) {                                             \
-                    a1 = fmaf(G0, xr[iw + 1], a1);                                              \
+                    a1 = TT_FMAF(G0, xr[iw + 1], a1);                                              \
                 }                                                                               \
                 if (KB > 2 && TT_LANE_OK_(iw, 2)) {                                             \
-                    a2 = fmaf(G0, xr[iw + 2], a2);                                              \
+                    a2 = TT_FMAF(G0, xr[iw + 2], a2);                                              \
                 }                                                                               \
                 if (KB > 3 && TT_LANE_OK_(iw, 3)) {                                             \
-                    a3 = fmaf(G0, xr[iw + 3], a3);                                              \
+                    a3 = TT_FMAF(G0, xr[iw + 3], a3);                                              \
                 }                                                                               \
             }                                                                                   \
         }                                                                                       \
@@ -1931,22 +1931,22 @@ static TT_NOINLINE_ void pw_bww_4x4(const float *gp, const float *xp, int hw, fl
     do {                                                                                        \
         const float G0 = g0[j], G1 = g1[j], G2 = g2[j], G3 = g3[j];                             \
         const float X0 = x0[j], X1 = x1[j], X2 = x2[j], X3 = x3[j];                             \
-        a00 = fmaf(G0, X0, a00);                                                                \
-        a01 = fmaf(G0, X1, a01);                                                                \
-        a02 = fmaf(G0, X2, a02);                                                                \
-        a03 = fmaf(G0, X3, a03);                                                                \
-        a10 = fmaf(G1, X0, a10);                                                                \
-        a11 = fmaf(G1, X1, a11);                                                                \
-        a12 = fmaf(G1, X2, a12);                                                                \
-        a13 = fmaf(G1, X3, a13);                                                                \
-        a20 = fmaf(G2, X0, a20);                                                                \
-        a21 = fmaf(G2, X1, a21);                                                                \
-        a22 = fmaf(G2, X2, a22);                                                                \
-        a23 = fmaf(G2, X3, a23);                                                                \
-        a30 = fmaf(G3, X0, a30);                                                                \
-        a31 = fmaf(G3, X1, a31);                                                                \
-        a32 = fmaf(G3, X2, a32);                                                                \
-        a33 = fmaf(G3, X3, a33);                                                                \
+        a00 = TT_FMAF(G0, X0, a00);                                                                \
+        a01 = TT_FMAF(G0, X1, a01);                                                                \
+        a02 = TT_FMAF(G0, X2, a02);                                                                \
+        a03 = TT_FMAF(G0, X3, a03);                                                                \
+        a10 = TT_FMAF(G1, X0, a10);                                                                \
+        a11 = TT_FMAF(G1, X1, a11);                                                                \
+        a12 = TT_FMAF(G1, X2, a12);                                                                \
+        a13 = TT_FMAF(G1, X3, a13);                                                                \
+        a20 = TT_FMAF(G2, X0, a20);                                                                \
+        a21 = TT_FMAF(G2, X1, a21);                                                                \
+        a22 = TT_FMAF(G2, X2, a22);                                                                \
+        a23 = TT_FMAF(G2, X3, a23);                                                                \
+        a30 = TT_FMAF(G3, X0, a30);                                                                \
+        a31 = TT_FMAF(G3, X1, a31);                                                                \
+        a32 = TT_FMAF(G3, X2, a32);                                                                \
+        a33 = TT_FMAF(G3, X3, a33);                                                                \
     } while (0)
     for (t = hw >> 1; t > 0; --t) {
         TT_PW_BWW_STEP_(0);
@@ -1992,7 +1992,7 @@ static void pw_bww_1x1(const float *gp, const float *xp, int hw, float *gw, int 
     float a = accumulate ? *gw : 0.0f;
     int pp;
     for (pp = 0; pp < hw; ++pp) {
-        a = fmaf(gp[pp], xp[pp], a);
+        a = TT_FMAF(gp[pp], xp[pp], a);
     }
     *gw = a;
 }

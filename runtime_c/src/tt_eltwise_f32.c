@@ -169,7 +169,7 @@ tt_status tt_mul_fwd_f32(const tt_bcast4 *p, const float *a, const float *b, flo
     return binary_fwd(p, a, b, y, TT_OP_MUL_);
 }
 
-/* g[e] (+)= sum over reduced positions of gy (other == NULL) or fmaf(gy, other, .). */
+/* g[e] (+)= sum over reduced positions of gy (other == NULL) or TT_FMAF(gy, other, .). */
 static tt_status binary_bwd(const tt_bcast4 *p, const float *gy, const float *other, float *g,
                             int which, int accumulate)
 {
@@ -221,7 +221,7 @@ static tt_status binary_bwd(const tt_bcast4 *p, const float *gy, const float *ot
                         for (k3 = 0; k3 < kd.ext[3]; ++k3) {
                             const float t = py[k3 * ys];
                             const float o = po[k3 * os];
-                            pg[k3 * gs] = accumulate ? fmaf(t, o, pg[k3 * gs]) : t * o;
+                            pg[k3 * gs] = accumulate ? TT_FMAF(t, o, pg[k3 * gs]) : t * o;
                         }
                     }
                     continue;
@@ -247,7 +247,7 @@ static tt_status binary_bwd(const tt_bcast4 *p, const float *gy, const float *ot
                                                       j1 * rd.s2[1] + j2 * rd.s2[2];
                                     const int os = rd.s2[3];
                                     for (j3 = 0; j3 < rd.ext[3]; ++j3) {
-                                        acc = fmaf(*py, *po, acc);
+                                        acc = TT_FMAF(*py, *po, acc);
                                         py += ys;
                                         po += os;
                                     }

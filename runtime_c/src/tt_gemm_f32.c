@@ -32,22 +32,22 @@ static void gemv4(const float *TT_RESTRICT xp, const float *TT_RESTRICT w0, int 
     }
     for (t = k >> 2; t > 0; --t) {
         const float x0 = xp[0], x1 = xp[1], x2 = xp[2], x3 = xp[3];
-        a0 = fmaf(x0, w0[0], a0);
-        a1 = fmaf(x0, w1[0], a1);
-        a2 = fmaf(x0, w2[0], a2);
-        a3 = fmaf(x0, w3[0], a3);
-        a0 = fmaf(x1, w0[1], a0);
-        a1 = fmaf(x1, w1[1], a1);
-        a2 = fmaf(x1, w2[1], a2);
-        a3 = fmaf(x1, w3[1], a3);
-        a0 = fmaf(x2, w0[2], a0);
-        a1 = fmaf(x2, w1[2], a1);
-        a2 = fmaf(x2, w2[2], a2);
-        a3 = fmaf(x2, w3[2], a3);
-        a0 = fmaf(x3, w0[3], a0);
-        a1 = fmaf(x3, w1[3], a1);
-        a2 = fmaf(x3, w2[3], a2);
-        a3 = fmaf(x3, w3[3], a3);
+        a0 = TT_FMAF(x0, w0[0], a0);
+        a1 = TT_FMAF(x0, w1[0], a1);
+        a2 = TT_FMAF(x0, w2[0], a2);
+        a3 = TT_FMAF(x0, w3[0], a3);
+        a0 = TT_FMAF(x1, w0[1], a0);
+        a1 = TT_FMAF(x1, w1[1], a1);
+        a2 = TT_FMAF(x1, w2[1], a2);
+        a3 = TT_FMAF(x1, w3[1], a3);
+        a0 = TT_FMAF(x2, w0[2], a0);
+        a1 = TT_FMAF(x2, w1[2], a1);
+        a2 = TT_FMAF(x2, w2[2], a2);
+        a3 = TT_FMAF(x2, w3[2], a3);
+        a0 = TT_FMAF(x3, w0[3], a0);
+        a1 = TT_FMAF(x3, w1[3], a1);
+        a2 = TT_FMAF(x3, w2[3], a2);
+        a3 = TT_FMAF(x3, w3[3], a3);
         xp += 4;
         w0 += 4;
         w1 += 4;
@@ -56,10 +56,10 @@ static void gemv4(const float *TT_RESTRICT xp, const float *TT_RESTRICT w0, int 
     }
     for (t = k & 3; t > 0; --t) {
         const float x0 = *xp++;
-        a0 = fmaf(x0, *w0++, a0);
-        a1 = fmaf(x0, *w1++, a1);
-        a2 = fmaf(x0, *w2++, a2);
-        a3 = fmaf(x0, *w3++, a3);
+        a0 = TT_FMAF(x0, *w0++, a0);
+        a1 = TT_FMAF(x0, *w1++, a1);
+        a2 = TT_FMAF(x0, *w2++, a2);
+        a3 = TT_FMAF(x0, *w3++, a3);
     }
     y[0] = a0;
     y[1] = a1;
@@ -71,13 +71,13 @@ static float dot1(const float *TT_RESTRICT xp, const float *TT_RESTRICT wp, int 
 {
     int t;
     for (t = k >> 1; t > 0; --t) {
-        acc = fmaf(xp[0], wp[0], acc);
-        acc = fmaf(xp[1], wp[1], acc);
+        acc = TT_FMAF(xp[0], wp[0], acc);
+        acc = TT_FMAF(xp[1], wp[1], acc);
         xp += 2;
         wp += 2;
     }
     if (k & 1) {
-        acc = fmaf(*xp, *wp, acc);
+        acc = TT_FMAF(*xp, *wp, acc);
     }
     return acc;
 }
@@ -108,14 +108,14 @@ tt_status tt_gemm_fwd_f32(const float *x, const float *w, const float *b, float 
 /* Eight fmaf steps g * p[0..7] into eight named accumulators (one step of eight chains). */
 #define TT_ROW8_(g, p, A0, A1, A2, A3, A4, A5, A6, A7)                                          \
     do {                                                                                        \
-        A0 = fmaf(g, (p)[0], A0);                                                               \
-        A1 = fmaf(g, (p)[1], A1);                                                               \
-        A2 = fmaf(g, (p)[2], A2);                                                               \
-        A3 = fmaf(g, (p)[3], A3);                                                               \
-        A4 = fmaf(g, (p)[4], A4);                                                               \
-        A5 = fmaf(g, (p)[5], A5);                                                               \
-        A6 = fmaf(g, (p)[6], A6);                                                               \
-        A7 = fmaf(g, (p)[7], A7);                                                               \
+        A0 = TT_FMAF(g, (p)[0], A0);                                                               \
+        A1 = TT_FMAF(g, (p)[1], A1);                                                               \
+        A2 = TT_FMAF(g, (p)[2], A2);                                                               \
+        A3 = TT_FMAF(g, (p)[3], A3);                                                               \
+        A4 = TT_FMAF(g, (p)[4], A4);                                                               \
+        A5 = TT_FMAF(g, (p)[5], A5);                                                               \
+        A6 = TT_FMAF(g, (p)[6], A6);                                                               \
+        A7 = TT_FMAF(g, (p)[7], A7);                                                               \
     } while (0)
 
 /* gx[kk..kk+15] of one row: 16 chains over j ascending (w[j][kk..kk+15] is contiguous),
@@ -186,10 +186,10 @@ static void bwdx4(const float *TT_RESTRICT g, const float *TT_RESTRICT wp, int k
     }
     for (t = m; t > 0; --t) {
         const float g0 = *g++;
-        a0 = fmaf(g0, wp[0], a0);
-        a1 = fmaf(g0, wp[1], a1);
-        a2 = fmaf(g0, wp[2], a2);
-        a3 = fmaf(g0, wp[3], a3);
+        a0 = TT_FMAF(g0, wp[0], a0);
+        a1 = TT_FMAF(g0, wp[1], a1);
+        a2 = TT_FMAF(g0, wp[2], a2);
+        a3 = TT_FMAF(g0, wp[3], a3);
         wp += k;
     }
     gx[0] = a0;
@@ -227,7 +227,7 @@ tt_status tt_gemm_bwd_x_f32(const float *gy, const float *w, float *TT_RESTRICT 
             float a = accumulate ? gxi[kk] : 0.0f;
             int j;
             for (j = 0; j < m; ++j) {
-                a = fmaf(g[j], *wp, a);
+                a = TT_FMAF(g[j], *wp, a);
                 wp += k;
             }
             gxi[kk] = a;
@@ -246,22 +246,22 @@ static void rank1_4(const float *TT_RESTRICT g, const float *TT_RESTRICT xp, flo
     if (add) {
         for (t = k >> 2; t > 0; --t) {
             const float x0 = xp[0], x1 = xp[1], x2 = xp[2], x3 = xp[3];
-            w0[0] = fmaf(g0, x0, w0[0]);
-            w0[1] = fmaf(g0, x1, w0[1]);
-            w0[2] = fmaf(g0, x2, w0[2]);
-            w0[3] = fmaf(g0, x3, w0[3]);
-            w1[0] = fmaf(g1, x0, w1[0]);
-            w1[1] = fmaf(g1, x1, w1[1]);
-            w1[2] = fmaf(g1, x2, w1[2]);
-            w1[3] = fmaf(g1, x3, w1[3]);
-            w2[0] = fmaf(g2, x0, w2[0]);
-            w2[1] = fmaf(g2, x1, w2[1]);
-            w2[2] = fmaf(g2, x2, w2[2]);
-            w2[3] = fmaf(g2, x3, w2[3]);
-            w3[0] = fmaf(g3, x0, w3[0]);
-            w3[1] = fmaf(g3, x1, w3[1]);
-            w3[2] = fmaf(g3, x2, w3[2]);
-            w3[3] = fmaf(g3, x3, w3[3]);
+            w0[0] = TT_FMAF(g0, x0, w0[0]);
+            w0[1] = TT_FMAF(g0, x1, w0[1]);
+            w0[2] = TT_FMAF(g0, x2, w0[2]);
+            w0[3] = TT_FMAF(g0, x3, w0[3]);
+            w1[0] = TT_FMAF(g1, x0, w1[0]);
+            w1[1] = TT_FMAF(g1, x1, w1[1]);
+            w1[2] = TT_FMAF(g1, x2, w1[2]);
+            w1[3] = TT_FMAF(g1, x3, w1[3]);
+            w2[0] = TT_FMAF(g2, x0, w2[0]);
+            w2[1] = TT_FMAF(g2, x1, w2[1]);
+            w2[2] = TT_FMAF(g2, x2, w2[2]);
+            w2[3] = TT_FMAF(g2, x3, w2[3]);
+            w3[0] = TT_FMAF(g3, x0, w3[0]);
+            w3[1] = TT_FMAF(g3, x1, w3[1]);
+            w3[2] = TT_FMAF(g3, x2, w3[2]);
+            w3[3] = TT_FMAF(g3, x3, w3[3]);
             xp += 4;
             w0 += 4;
             w1 += 4;
@@ -270,10 +270,10 @@ static void rank1_4(const float *TT_RESTRICT g, const float *TT_RESTRICT xp, flo
         }
         for (t = k & 3; t > 0; --t) {
             const float x0 = *xp++;
-            *w0 = fmaf(g0, x0, *w0);
-            *w1 = fmaf(g1, x0, *w1);
-            *w2 = fmaf(g2, x0, *w2);
-            *w3 = fmaf(g3, x0, *w3);
+            *w0 = TT_FMAF(g0, x0, *w0);
+            *w1 = TT_FMAF(g1, x0, *w1);
+            *w2 = TT_FMAF(g2, x0, *w2);
+            *w3 = TT_FMAF(g3, x0, *w3);
             ++w0;
             ++w1;
             ++w2;
@@ -336,7 +336,7 @@ tt_status tt_gemm_bwd_w_f32(const float *gy, const float *x, float *TT_RESTRICT 
             const float gj = g[j];
             if (add) {
                 for (kk = 0; kk < k; ++kk) {
-                    wr[kk] = fmaf(gj, xi[kk], wr[kk]);
+                    wr[kk] = TT_FMAF(gj, xi[kk], wr[kk]);
                 }
             } else {
                 for (kk = 0; kk < k; ++kk) {

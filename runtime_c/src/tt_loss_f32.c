@@ -74,13 +74,13 @@ tt_status tt_mse_f32(const float *pred, const float *target, int n, float scale,
         const float f = (2.0f * scale) / (float)n;
         for (i = 0; i < n; ++i) {
             const float d = pred[i] - target[i];
-            acc = fmaf(d, d, acc);
+            acc = TT_FMAF(d, d, acc);
             gpred[i] = d * f;
         }
     } else {
         for (i = 0; i < n; ++i) {
             const float d = pred[i] - target[i];
-            acc = fmaf(d, d, acc);
+            acc = TT_FMAF(d, d, acc);
         }
     }
     l = acc / (float)n;

@@ -10,7 +10,7 @@
  *
  * exp:  x = n*ln2 + r, |r| <= ln2/2 (Cody-Waite: ln2 split so that n*LN2_HI is exact),
  *       e^r - 1 = r + r^2*q(r), q the Taylor polynomial up to r^7/7! (truncation < 1e-8
- *       relative on |r| <= 0.347), e^x = fmaf(2^n, e^r - 1, 2^n): one rounding at the end.
+ *       relative on |r| <= 0.347), e^x = TT_FMAF(2^n, e^r - 1, 2^n): one rounding at the end.
  * log:  x = 2^e * m, m in [sqrt(1/2), sqrt(2)), f = m - 1 (exact), s = f/(2+f),
  *       log(1+f) = 2*atanh(s) = f - s*(f - R), R = 2s^2/3 + ... + 2s^8/9 (|s| <= 0.1716, the
  *       next term is < 2e-9 relative), log x = e*LN2_HI + (f + (e*LN2_LO - s*(f - R))).
@@ -37,17 +37,17 @@ static float exp_reduce(float x, int *n_out)
     const float kf = x * TT_LOG2E;
     const int n = (int)(kf < 0.0f ? kf - 0.5f : kf + 0.5f);
     const float nf = (float)n;
-    float r = fmaf(-nf, TT_LN2_HI, x); /* exact (Sterbenz) */
+    float r = TT_FMAF(-nf, TT_LN2_HI, x); /* exact (Sterbenz) */
     float q, r2;
-    r = fmaf(-nf, TT_LN2_LO, r);
+    r = TT_FMAF(-nf, TT_LN2_LO, r);
     r2 = r * r;
-    q = fmaf(r, 1.0f / 5040.0f, 1.0f / 720.0f);
-    q = fmaf(q, r, 1.0f / 120.0f);
-    q = fmaf(q, r, 1.0f / 24.0f);
-    q = fmaf(q, r, 1.0f / 6.0f);
-    q = fmaf(q, r, 0.5f);
+    q = TT_FMAF(r, 1.0f / 5040.0f, 1.0f / 720.0f);
+    q = TT_FMAF(q, r, 1.0f / 120.0f);
+    q = TT_FMAF(q, r, 1.0f / 24.0f);
+    q = TT_FMAF(q, r, 1.0f / 6.0f);
+    q = TT_FMAF(q, r, 0.5f);
     *n_out = n;
-    return fmaf(r2, q, r);
+    return TT_FMAF(r2, q, r);
 }
 
 float tt_expf(float x)
@@ -66,14 +66,14 @@ float tt_expf(float x)
     p = exp_reduce(x, &n);
     if (n > 127) { /* only n = 128: may overflow to +inf, as it should */
         s = pow2i(n - 1);
-        return fmaf(s, p, s) * 2.0f;
+        return TT_FMAF(s, p, s) * 2.0f;
     }
     if (n < -125) { /* result near or below the normal range: scale in two steps */
         s = pow2i(n + 64);
-        return fmaf(s, p, s) * 5.42101086e-20f; /* 2^-64 */
+        return TT_FMAF(s, p, s) * 5.42101086e-20f; /* 2^-64 */
     }
     s = pow2i(n);
-    return fmaf(s, p, s);
+    return TT_FMAF(s, p, s);
 }
 
 float tt_expm1f(float x)
@@ -96,13 +96,13 @@ float tt_expm1f(float x)
     if (n > 24) { /* 2^n - 1 not exact, and the -1 is below half an ulp anyway */
         if (n > 127) {
             s = pow2i(n - 1);
-            return fmaf(s, p, s) * 2.0f;
+            return TT_FMAF(s, p, s) * 2.0f;
         }
         s = pow2i(n);
-        return fmaf(s, p, s);
+        return TT_FMAF(s, p, s);
     }
     s = pow2i(n);
-    return fmaf(s, p, s - 1.0f); /* 2^n - 1 is exact for -24 <= n <= 24 */
+    return TT_FMAF(s, p, s - 1.0f); /* 2^n - 1 is exact for -24 <= n <= 24 */
 }
 
 /* e*ln2 + log(1+f) + c for f in [sqrt(1/2)-1, sqrt(2)-1] and a tiny correction c.
@@ -115,14 +115,14 @@ static float log_kernel(int e, float f, float c)
     const float z = s * s;
     const float ef = (float)e;
     float r;
-    r = fmaf(z, 2.0f / 9.0f, 2.0f / 7.0f);
-    r = fmaf(r, z, 2.0f / 5.0f);
-    r = fmaf(r, z, 2.0f / 3.0f);
+    r = TT_FMAF(z, 2.0f / 9.0f, 2.0f / 7.0f);
+    r = TT_FMAF(r, z, 2.0f / 5.0f);
+    r = TT_FMAF(r, z, 2.0f / 3.0f);
     r = r * z;                    /* R */
-    r = fmaf(-s, f - r, c);       /* c - s*(f - R) */
-    r = fmaf(ef, TT_LN2_LO, r);
+    r = TT_FMAF(-s, f - r, c);       /* c - s*(f - R) */
+    r = TT_FMAF(ef, TT_LN2_LO, r);
     r = r + f;
-    return fmaf(ef, TT_LN2_HI, r);
+    return TT_FMAF(ef, TT_LN2_HI, r);
 }
 
 /* u > 0 finite -> u = 2^e * (1 + f), 1 + f in [sqrt(1/2), sqrt(2)), f exact */
@@ -192,4 +192,28 @@ float tt_log1pf(float x)
     c = (x - (u - 1.0f)) / u;
     f = split_log_arg(u, &e);
     return log_kernel(e, f, c);
+}
+
+/* Correctly rounded a*b + c without an FPU fma. The product of two floats is exact in double
+ * (48 significant bits); the sum is formed in double with round-to-odd (TwoSum gives the
+ * rounding error e; if e != 0 and the last significand bit is 0, step one ulp towards e), and
+ * a round-to-odd result with 53 >= 24 + 2 bits rounds to float exactly as the true sum would
+ * (Boldo & Melquiond). Used on cores without hardware FMA, where it is slow but exact. */
+float tt_fmaf_soft(float a, float b, float c)
+{
+    double p = (double)a * (double)b;
+    double s = p + (double)c;
+    double bb, e;
+    uint64_t u;
+    if (!(s - s == 0.0)) return (float)s; /* inf or nan */
+    bb = s - p;
+    e = (p - (s - bb)) + ((double)c - bb);
+    if (e != 0.0) {
+        memcpy(&u, &s, sizeof u);
+        if ((u & 1u) == 0u) {
+            if ((e > 0.0) == (s > 0.0)) ++u; else --u;
+            memcpy(&s, &u, sizeof s);
+        }
+    }
+    return (float)s;
 }

@@ -1,7 +1,7 @@
 /*
  * tt_optim_f32.c - SGD, SGD with momentum, Adam (torch.optim semantics). Each updates the
  * parameters in place and then zeroes the gradient, so the next batch can accumulate into it.
- * With weight_decay = 0 the decay term fmaf(0, w, g) == g for every finite w, so the
+ * With weight_decay = 0 the decay term TT_FMAF(0, w, g) == g for every finite w, so the
  * loops below skip it without changing any result.
  */
 #include "tt_kernels.h"
@@ -25,12 +25,12 @@ tt_status tt_sgd_upd_f32(float *TT_RESTRICT w, float *TT_RESTRICT g, int n, floa
     if (weight_decay != 0.0f) {
         for (i = 0; i < n; ++i) {
             const float wi = w[i];
-            w[i] = fmaf(nlr, fmaf(weight_decay, wi, g[i]), wi);
+            w[i] = TT_FMAF(nlr, TT_FMAF(weight_decay, wi, g[i]), wi);
             g[i] = 0.0f;
         }
     } else {
         for (i = 0; i < n; ++i) {
-            w[i] = fmaf(nlr, g[i], w[i]);
+            w[i] = TT_FMAF(nlr, g[i], w[i]);
             g[i] = 0.0f;
         }
     }
@@ -48,10 +48,10 @@ tt_status tt_momentum_upd_f32(float *TT_RESTRICT w, float *TT_RESTRICT g, float 
     }
     for (i = 0; i < n; ++i) {
         const float wi = w[i];
-        const float d = (weight_decay != 0.0f) ? fmaf(weight_decay, wi, g[i]) : g[i];
-        const float vi = fmaf(momentum, v[i], d);
+        const float d = (weight_decay != 0.0f) ? TT_FMAF(weight_decay, wi, g[i]) : g[i];
+        const float vi = TT_FMAF(momentum, v[i], d);
         v[i] = vi;
-        w[i] = fmaf(nlr, vi, wi);
+        w[i] = TT_FMAF(nlr, vi, wi);
         g[i] = 0.0f;
     }
     return TT_OK;
@@ -92,13 +92,13 @@ tt_status tt_adam_upd_f32(float *TT_RESTRICT w, float *TT_RESTRICT g, float *TT_
     inv_bc2_sqrt = 1.0f / sqrtf(bc2);
     for (i = 0; i < n; ++i) {
         const float wi = w[i];
-        const float d = (weight_decay != 0.0f) ? fmaf(weight_decay, wi, g[i]) : g[i];
-        const float mi = fmaf(beta1, m[i], omb1 * d);
-        const float vi = fmaf(beta2, v[i], (omb2 * d) * d);
-        const float den = fmaf(sqrtf(vi), inv_bc2_sqrt, eps);
+        const float d = (weight_decay != 0.0f) ? TT_FMAF(weight_decay, wi, g[i]) : g[i];
+        const float mi = TT_FMAF(beta1, m[i], omb1 * d);
+        const float vi = TT_FMAF(beta2, v[i], (omb2 * d) * d);
+        const float den = TT_FMAF(sqrtf(vi), inv_bc2_sqrt, eps);
         m[i] = mi;
         v[i] = vi;
-        w[i] = fmaf(-step, mi / den, wi);
+        w[i] = TT_FMAF(-step, mi / den, wi);
         g[i] = 0.0f;
     }
     return TT_OK;

@@ -1,0 +1,219 @@
+/*
+ * tt_qkernels.h - fixed-point (int8 / int16) training kernels. numpy twin (bit for bit):
+ * tinytrain/numerics/qkernels.py. Formats, scales and rounding: docs/fixed-point.md.
+ *
+ * Conventions (as tt_kernels.h: batch 1, CHW, accumulate flags, tt_conv2d_params /
+ * tt_pool2d_params / tt_bcast4, every kernel returns a tt_status, nothing written on an
+ * argument error, no allocation, no scratch):
+ * - Names tt_<op>_<pass>_q8 / _q16. q8: int8 tensors, int32 accumulators and biases.
+ *   q16: int16 tensors, int64 accumulators and biases.
+ * - Symmetric quantization (zero point 0). The kernels never see a real scale: the forward
+ *   kernels take a tt_requant (tt_fixed.h) that maps the accumulator (scale s_x*s_w) to the
+ *   output (scale s_y); the backward kernels return raw accumulators (scale s_gy*s_w for
+ *   bwd_x, s_gy*s_x for bwd_w, s_gy for bias) which the caller narrows with a dynamic
+ *   power-of-two scale (tt_grad_quant_pow2_*) or feeds to an update kernel.
+ * - Overflow bound: an accumulator holds at most 131071 (2^17 - 1) products, counting every
+ *   term of every call made with accumulate = 1 (q8: 2^17 * 2^14 + |bias| < 2^31; q16:
+ *   < 2^47, the range of tt_mbqm64). Shapes beyond it are the caller's error; they are not
+ *   detected.
+ * - uint32_t *sat: number of values clamped to the storage range is ADDED to *sat (may be
+ *   NULL). Order of summation is irrelevant for integers; only the rounding points are
+ *   specified, and they are documented per kernel.
+ */
+#ifndef TT_QKERNELS_H
+#define TT_QKERNELS_H
+
+#include <stdint.h>
+
+#include "tt_fixed.h"
+#include "tt_kernels.h"
+#include "tt_prng.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ GEMM and bias
+ * y[i][j] = requant(b[j] + sum_kk x[i][kk] * w[j][kk]) (rq channel j; b may be NULL)
+ * gx[i][kk] (+)= sum_j gy[i][j] * w[j][kk];  gw[j][kk] (+)= sum_i gy[i][j] * x[i][kk]
+ * gb[ch] (+)= sum_{o,t} gy[o][ch][t] (Linear: (n, m, 1); conv: (1, out_c, out_h*out_w)) */
+tt_status tt_gemm_fwd_q8(const int8_t *x, const int8_t *w, const int32_t *b,
+                         int8_t *TT_RESTRICT y, int n, int k, int m, const tt_requant *rq,
+                         uint32_t *sat);
+tt_status tt_gemm_fwd_q16(const int16_t *x, const int16_t *w, const int64_t *b,
+                          int16_t *TT_RESTRICT y, int n, int k, int m, const tt_requant *rq,
+                          uint32_t *sat);
+tt_status tt_gemm_bwd_x_q8(const int8_t *gy, const int8_t *w, int32_t *TT_RESTRICT gx, int n,
+                           int k, int m, int accumulate);
+tt_status tt_gemm_bwd_x_q16(const int16_t *gy, const int16_t *w, int64_t *TT_RESTRICT gx, int n,
+                            int k, int m, int accumulate);
+tt_status tt_gemm_bwd_w_q8(const int8_t *gy, const int8_t *x, int32_t *TT_RESTRICT gw, int n,
+                           int k, int m, int accumulate);
+tt_status tt_gemm_bwd_w_q16(const int16_t *gy, const int16_t *x, int64_t *TT_RESTRICT gw, int n,
+                            int k, int m, int accumulate);
+tt_status tt_bias_bwd_q8(const int8_t *gy, int32_t *TT_RESTRICT gb, int outer, int c, int inner,
+                         int accumulate);
+tt_status tt_bias_bwd_q16(const int16_t *gy, int64_t *TT_RESTRICT gb, int outer, int c,
+                          int inner, int accumulate);
+
+/* ------------------------------------------------------------------ convolution
+ * Geometry exactly as tt_conv2d_*_f32 (groups, depthwise, stride, pads, taps outside the
+ * input skipped). fwd: requant per output channel oc. bwd_x / bwd_w: raw accumulators. */
+tt_status tt_conv2d_fwd_q8(const tt_conv2d_params *p, const int8_t *x, const int8_t *w,
+                           const int32_t *b, int8_t *TT_RESTRICT y, const tt_requant *rq,
+                           uint32_t *sat);
+tt_status tt_conv2d_fwd_q16(const tt_conv2d_params *p, const int16_t *x, const int16_t *w,
+                            const int64_t *b, int16_t *TT_RESTRICT y, const tt_requant *rq,
+                            uint32_t *sat);
+tt_status tt_conv2d_bwd_x_q8(const tt_conv2d_params *p, const int8_t *gy, const int8_t *w,
+                             int32_t *TT_RESTRICT gx, int accumulate);
+tt_status tt_conv2d_bwd_x_q16(const tt_conv2d_params *p, const int16_t *gy, const int16_t *w,
+                              int64_t *TT_RESTRICT gx, int accumulate);
+tt_status tt_conv2d_bwd_w_q8(const tt_conv2d_params *p, const int8_t *gy, const int8_t *x,
+                             int32_t *TT_RESTRICT gw, int accumulate);
+tt_status tt_conv2d_bwd_w_q16(const tt_conv2d_params *p, const int16_t *gy, const int16_t *x,
+                              int64_t *TT_RESTRICT gw, int accumulate);
+
+/* ------------------------------------------------------------------ ReLU and 1-bit masks
+ * fwd: y = max(x, 0) (scale unchanged). bwd: gx = (y > 0) ? gy : 0. In place allowed.
+ * A mask stores bit (i % 8) of byte i / 8 = (y[i] > 0); n bits in ceil(n/8) bytes, unused
+ * high bits of the last byte are written as 0. bwd_x_mask is bwd_x reading the mask, so the
+ * forward activation need not be kept: 1 bit instead of 8 / 16 per element. */
+tt_status tt_relu_fwd_q8(const int8_t *x, int8_t *y, int n);
+tt_status tt_relu_fwd_q16(const int16_t *x, int16_t *y, int n);
+tt_status tt_relu_bwd_x_q8(const int8_t *gy, const int8_t *y, int8_t *gx, int n);
+tt_status tt_relu_bwd_x_q16(const int16_t *gy, const int16_t *y, int16_t *gx, int n);
+tt_status tt_relu_mask_pack_q8(const int8_t *y, uint8_t *TT_RESTRICT mask, int n);
+tt_status tt_relu_mask_pack_q16(const int16_t *y, uint8_t *TT_RESTRICT mask, int n);
+tt_status tt_relu_bwd_x_mask_q8(const int8_t *gy, const uint8_t *mask, int8_t *gx, int n);
+tt_status tt_relu_bwd_x_mask_q16(const int16_t *gy, const uint8_t *mask, int16_t *gx, int n);
+/* out[i] = bit i of the mask (0 or 1) */
+tt_status tt_mask_unpack(const uint8_t *mask, uint8_t *TT_RESTRICT out, int n);
+
+/* ------------------------------------------------------------------ pooling (CHW)
+ * Window geometry as tt_pool2d_params (f32 kernels); scale unchanged through every pool.
+ * max fwd: first maximum of the window (row-major). max bwd: gx zeroed (accumulate = 0), then
+ *   every output in (c, oh, ow) order adds gy into its argmax cell, saturating (counted).
+ * avg fwd: sum of the valid cells, d = k_h*k_w (count_include_pad) or the number of valid
+ *   cells, y = round(sum / d) ties away from zero, computed as TFLite does:
+ *   (sum > 0 ? sum + d/2 : sum - d/2) / d with C's truncating division.
+ * avg bwd: into ACCUMULATORS with frac_bits fractional bits (scale s_gy * 2^-frac_bits):
+ *   every output adds round((gy * 2^frac_bits) / d) (same rounding) to each valid cell.
+ *   frac_bits in [0, 16].
+ * global avg: the same with one window of hw cells per channel. */
+tt_status tt_maxpool2d_fwd_q8(const tt_pool2d_params *p, const int8_t *x, int8_t *TT_RESTRICT y);
+tt_status tt_maxpool2d_fwd_q16(const tt_pool2d_params *p, const int16_t *x,
+                               int16_t *TT_RESTRICT y);
+tt_status tt_maxpool2d_bwd_x_q8(const tt_pool2d_params *p, const int8_t *gy, const int8_t *x,
+                                int8_t *TT_RESTRICT gx, int accumulate, uint32_t *sat);
+tt_status tt_maxpool2d_bwd_x_q16(const tt_pool2d_params *p, const int16_t *gy, const int16_t *x,
+                                 int16_t *TT_RESTRICT gx, int accumulate, uint32_t *sat);
+tt_status tt_avgpool2d_fwd_q8(const tt_pool2d_params *p, const int8_t *x, int8_t *TT_RESTRICT y);
+tt_status tt_avgpool2d_fwd_q16(const tt_pool2d_params *p, const int16_t *x,
+                               int16_t *TT_RESTRICT y);
+tt_status tt_avgpool2d_bwd_x_q8(const tt_pool2d_params *p, const int8_t *gy,
+                                int32_t *TT_RESTRICT gx, int frac_bits, int accumulate);
+tt_status tt_avgpool2d_bwd_x_q16(const tt_pool2d_params *p, const int16_t *gy,
+                                 int64_t *TT_RESTRICT gx, int frac_bits, int accumulate);
+tt_status tt_global_avgpool_fwd_q8(const int8_t *x, int8_t *TT_RESTRICT y, int c, int hw);
+tt_status tt_global_avgpool_fwd_q16(const int16_t *x, int16_t *TT_RESTRICT y, int c, int hw);
+tt_status tt_global_avgpool_bwd_x_q8(const int8_t *gy, int32_t *TT_RESTRICT gx, int c, int hw,
+                                     int frac_bits, int accumulate);
+tt_status tt_global_avgpool_bwd_x_q16(const int16_t *gy, int64_t *TT_RESTRICT gx, int c, int hw,
+                                      int frac_bits, int accumulate);
+
+/* ------------------------------------------------------------------ add (two scales)
+ * TFLite ADD semantics (fixed.tflite_add_params computes the fields from s_a, s_b, s_y):
+ *   a' = tt_mbqm(a * 2^left_shift, a_mult, a_shift); b' likewise;
+ *   y  = clamp(sat(tt_mbqm(a' + b', y_mult, y_shift)), act_min, act_max)
+ * left_shift 20 (q8) or 15 (q16) keeps the sum exact in int32. Also the way two gradient
+ * branches with different exponents are joined. bwd: g[e] (+)= sum of gy over the output
+ * positions that read e (the reduction over broadcast dimensions) into accumulators; for a
+ * non-broadcast operand it is a copy of gy (scale unchanged). */
+typedef struct {
+    int left_shift;
+    int32_t a_mult;
+    int a_shift;
+    int32_t b_mult;
+    int b_shift;
+    int32_t y_mult;
+    int y_shift;
+    int32_t act_min, act_max;
+} tt_qadd_params;
+
+tt_status tt_add_fwd_q8(const tt_bcast4 *p, const tt_qadd_params *q, const int8_t *a,
+                        const int8_t *b, int8_t *y, uint32_t *sat);
+tt_status tt_add_fwd_q16(const tt_bcast4 *p, const tt_qadd_params *q, const int16_t *a,
+                         const int16_t *b, int16_t *y, uint32_t *sat);
+tt_status tt_add_bwd_q8(const tt_bcast4 *p, const int8_t *gy, int32_t *TT_RESTRICT g, int which,
+                        int accumulate);
+tt_status tt_add_bwd_q16(const tt_bcast4 *p, const int16_t *gy, int64_t *TT_RESTRICT g,
+                         int which, int accumulate);
+
+/* ------------------------------------------------------------------ softmax cross-entropy
+ * Integer only. Logits q with real scale s_x = x_mult * 2^(x_shift - 31) (quantize_multiplier).
+ * Per row: d_j = q_j - max_j q_j <= 0; z_j = sat32(tt_shift_round64(d_j * x_mult, x_shift - 7))
+ *   (Q24 = (x_j - max) in real units); e_j = tt_exp_q24_q30(z_j); S = sum_j e_j (int64, >= 2^30);
+ *   loss_row = sat32(tt_log_q30_q24(S) - z_label) (Q24);
+ *   p_j = floor((e_j * 2^30 + floor(S/2)) / S) (Q30); g_j = p_j - (j == label ? 2^30 : 0).
+ * loss_q24 = round(sum of loss_row / rows) ties away; glogits [rows][cols] int32 Q30 is the
+ * gradient of the SUM of the row losses (no 1/rows: fold the batch mean into the optimizer
+ * multiplier); quantize it with tt_grad_quant_pow2_q32_*. Either output may be NULL.
+ * TT_ERR_ARG for a label outside [0, cols) or x_shift outside [-31, 30]. */
+tt_status tt_softmax_xent_q8(const int8_t *logits, const int32_t *labels, int rows, int cols,
+                             int32_t x_mult, int x_shift, int32_t *loss_q24,
+                             int32_t *glogits_q30);
+tt_status tt_softmax_xent_q16(const int16_t *logits, const int32_t *labels, int rows, int cols,
+                              int32_t x_mult, int x_shift, int32_t *loss_q24,
+                              int32_t *glogits_q30);
+
+/* ------------------------------------------------------------------ optimizers
+ * Integer SGD on integer weights (int8 / int16 / int32 biases) from int32 gradients g (an
+ * accumulator from bwd_w / bias_bwd, or a power-of-two-quantized gradient): per element i
+ * ascending
+ *   D = g[i] * mult (int64, exact), r = 31 - shift in [0, 62]
+ *   delta = rdbpot64(D, r)                         rounding = TT_ROUND_NEAREST (ties away)
+ *         = tt_sr_rshift_i64(D, r, tt_prng_u32(rng))  TT_ROUND_STOCHASTIC (one draw per
+ *                                                  element, always, even when r = 0)
+ *   w[i] = sat(w[i] - delta) (counted); g[i] = 0.
+ * (mult, shift) encode lr * (gradient scale / weight scale), with QAS and the batch mean
+ * folded in (fixed.qas_weight_multiplier); a dynamic gradient exponent is added to shift.
+ * Momentum (int32 state v, scale of your choice s_v):
+ *   gv = tt_shift_round64(g[i], g_shift)             (g rescaled to s_v)
+ *   v[i] = sat32(rdbpot64(v[i] * beta_mult, 31) + gv)  (beta = beta_mult / 2^31; counted)
+ *   delta = R(v[i] * lr_mult, 31 - lr_shift); w[i] = sat(w[i] - delta); g[i] = 0.
+ * rng may be NULL for TT_ROUND_NEAREST. */
+typedef enum {
+    TT_ROUND_NEAREST = 0,
+    TT_ROUND_STOCHASTIC = 1
+} tt_round_mode;
+
+typedef struct {
+    int32_t lr_mult;
+    int lr_shift;
+    int32_t beta_mult;
+    int g_shift;
+    int rounding; /* tt_round_mode */
+} tt_qmomentum;
+
+tt_status tt_sgd_upd_q8(int8_t *TT_RESTRICT w, int32_t *TT_RESTRICT g, int n, int32_t mult,
+                        int shift, int rounding, tt_prng *rng, uint32_t *sat);
+tt_status tt_sgd_upd_q16(int16_t *TT_RESTRICT w, int32_t *TT_RESTRICT g, int n, int32_t mult,
+                         int shift, int rounding, tt_prng *rng, uint32_t *sat);
+tt_status tt_sgd_upd_q32(int32_t *TT_RESTRICT w, int32_t *TT_RESTRICT g, int n, int32_t mult,
+                         int shift, int rounding, tt_prng *rng, uint32_t *sat);
+tt_status tt_momentum_upd_q8(int8_t *TT_RESTRICT w, int32_t *TT_RESTRICT g,
+                             int32_t *TT_RESTRICT v, int n, const tt_qmomentum *p, tt_prng *rng,
+                             uint32_t *sat);
+tt_status tt_momentum_upd_q16(int16_t *TT_RESTRICT w, int32_t *TT_RESTRICT g,
+                              int32_t *TT_RESTRICT v, int n, const tt_qmomentum *p,
+                              tt_prng *rng, uint32_t *sat);
+tt_status tt_momentum_upd_q32(int32_t *TT_RESTRICT w, int32_t *TT_RESTRICT g,
+                              int32_t *TT_RESTRICT v, int n, const tt_qmomentum *p,
+                              tt_prng *rng, uint32_t *sat);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TT_QKERNELS_H */
