@@ -290,7 +290,7 @@ VJP = {
 
 def loss_call(s, ctx, scale: str, loss_var: str):
     pred, label = s.inputs
-    g = ctx.ptr(s.outputs[1]) if len(s.outputs) > 1 else None
+    g = ctx.ptr(s.outputs[1]) if len(s.outputs) > 1 else "NULL"
     sh = ctx.shape(pred)
     if s.op == "SoftmaxCrossEntropy":
         return (f"tt_softmax_xent_f32({ctx.ptr(pred)}, label, {sh[0]}, {sh[1]}, {scale}, "
