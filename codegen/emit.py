@@ -88,7 +88,7 @@ def _step_comment(s, ctx) -> str:
         else:
             outs.append(o)
     what = {"fwd": "forward", "vjp": f"backward wrt input {s.wrt}", "loss": "loss",
-            "update": "update"}[s.kind]
+            "update": "update", "scale": "gradient x -lr, fused SGD"}[s.kind]
     return f"{s.node} ({s.op}, {what}): {', '.join(outs)}".replace("*/", "* /")
 
 

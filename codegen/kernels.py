@@ -275,7 +275,14 @@ def vjp_softmax(s, ctx):
             f"{_n(sh) // cols}, {cols}, {_acc(s)})"]
 
 
+def scale_lr(s, ctx):
+    """Fused SGD: the layer's output gradient times -lr (checked finite before any update)."""
+    n = _n(ctx.shape(s.inputs[0]))
+    return [f"tt_scale_f32({ctx.ptr(s.inputs[0])}, {ctx.ptr(s.outputs[0])}, {n}, -lr)"]
+
+
 VJP = {
+    "Scale": scale_lr,
     "Gemm": vjp_gemm, "Conv": vjp_conv,
     "Relu": _vjp_unary("tt_relu_bwd_x_f32", -1),
     "Sigmoid": _vjp_unary("tt_sigmoid_bwd_x_f32", -1),

@@ -59,7 +59,8 @@ class ReferenceTrainer:
         self.dtype = dtype
         g = program.graph
         self.weights = {k: np.array(v, dtype=dtype) for k, v in g.initializers.items()}
-        self.grads = {p: np.zeros_like(self.weights[p]) for p in program.trainable}
+        self.grads = {p: np.zeros_like(self.weights[p]) for p in program.trainable
+                      if p not in program.fused}
         self.state = {n: np.zeros(t.shape, dtype) for n, t in program.tensors.items()
                       if t.role is TensorRole.OPT_STATE}
         self.step_count = 0
@@ -99,14 +100,32 @@ class ReferenceTrainer:
         env[p.input] = xb
         env[p.label] = self._labels(y, xb.shape[0])
         for s in p.train_steps:
-            op = get_op(s.op)
+            op = get_op(s.op) if s.kind != "scale" else None
             if s.kind == "fwd":
                 xs = [env[i] if i else None for i in s.inputs]
                 env[s.outputs[0]] = np.asarray(op.forward(xs, s.attrs)).astype(self.dtype, copy=False)
+            elif s.kind == "scale":  # fused SGD: the layer's gradient times -lr, checked
+                from .passes.optimizer import lr_at
+                v = (-self.dtype(lr_at(p.config, self.step_count, self.dtype))) * env[s.inputs[0]]
+                if not np.all(np.isfinite(v)):
+                    from .errors import NumericFaultError
+                    raise NumericFaultError(
+                        f"training step {self.step_count}: the gradient reaching {s.node!r} is "
+                        "NaN/Inf; layers after it were already updated (fused SGD). Lower the "
+                        "learning rate.")
+                env[s.outputs[0]] = v.astype(self.dtype)
             elif s.kind == "loss":
                 xs = [env[i] for i in s.inputs]
                 loss = op.forward(xs, s.attrs)
                 env[s.outputs[0]] = loss
+                if not np.isfinite(loss):
+                    from .errors import NumericFaultError
+                    for g in self.grads.values():
+                        g[...] = 0
+                    raise NumericFaultError(
+                        f"training step {self.step_count} produced a non-finite loss {loss}; "
+                        "nothing was updated and the weights are the last good ones. Lower the "
+                        "learning rate or check the data for NaN/Inf values.")
                 if len(s.outputs) > 1:
                     env[s.outputs[1]] = op.vjp(0, np.asarray(1, self.dtype), xs, loss, s.attrs,
                                                [a.shape for a in xs]).astype(self.dtype)

@@ -188,6 +188,10 @@ tt_status tt_add_bwd_f32(const tt_bcast4 *p, const float *gy, float *ga, int whi
 tt_status tt_mul_fwd_f32(const tt_bcast4 *p, const float *a, const float *b, float *y);
 tt_status tt_mul_bwd_f32(const tt_bcast4 *p, const float *gy, const float *other, float *g,
                          int which, int accumulate);
+/* y[i] = a * x[i] (y may alias x). Returns TT_ERR_NAN, after writing, if any y is not finite:
+   the fused SGD update scales a layer's output gradient by -lr with it and checks it before
+   the gradient touches the weights. */
+tt_status tt_scale_f32(const float *x, float *y, int n, float a);
 
 /* ------------------------------------------------------------------ losses
  * Write the loss (mean over rows / elements) and d(loss)/d(input) * scale, where scale is

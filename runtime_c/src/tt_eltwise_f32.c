@@ -277,3 +277,22 @@ tt_status tt_mul_bwd_f32(const tt_bcast4 *p, const float *gy, const float *other
     }
     return binary_bwd(p, gy, other, g, which, accumulate);
 }
+
+tt_status tt_scale_f32(const float *x, float *y, int n, float a)
+{
+    /* x*0 is 0 for every finite x and NaN otherwise: one accumulator finds any Inf/NaN. */
+    float probe = 0.0f;
+    int i;
+    if (x == NULL || y == NULL) {
+        return TT_ERR_ARG;
+    }
+    if (n < 0) {
+        return TT_ERR_SHAPE;
+    }
+    for (i = 0; i < n; ++i) {
+        const float v = a * x[i];
+        y[i] = v;
+        probe = probe + v * 0.0f;
+    }
+    return probe == 0.0f ? TT_OK : TT_ERR_NAN;
+}

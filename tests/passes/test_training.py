@@ -76,7 +76,7 @@ def test_reference_gradients_match_torch(trainable):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(5, 6))
     y = rng.integers(0, 4, 5)
-    p = build_training_program(g, TrainConfig(trainable=trainable))
+    p = build_training_program(g, TrainConfig(trainable=trainable, fuse_update=False))
     tr = ReferenceTrainer(p, dtype=np.float64)
     loss, grads = tr.loss_and_grads(x, y)
     tloss, tgrads = _torch_grads(g, x, y, p.trainable)
@@ -137,3 +137,29 @@ def test_nan_keeps_last_good_weights():
         tr.train_step(x, [0, 1])
     for k in good:
         np.testing.assert_array_equal(tr.weights[k], good[k])
+
+
+@pytest.mark.parametrize("trainable", ["all", "last:2", "bias"])
+def test_fused_sgd_equals_sgd_with_gradient_buffers(trainable):
+    g = mlp(seed=5)
+    rng = np.random.default_rng(3)
+    cfg = dict(trainable=trainable, lr=0.1, schedule="step", step_size=3, gamma=0.5)
+    fused = build_training_program(g, TrainConfig(**cfg))
+    plain = build_training_program(g, TrainConfig(fuse_update=False, **cfg))
+    assert set(fused.fused) == set(fused.trainable) and not plain.fused
+    assert not fused.update_steps and not any(t.endswith("__grad") and t[:-6] in fused.trainable
+                                              for t in fused.tensors)
+    a, b = ReferenceTrainer(fused, np.float64), ReferenceTrainer(plain, np.float64)
+    for _ in range(10):
+        x = rng.normal(size=(1, 6))
+        y = rng.integers(0, 4, 1)
+        assert a.train_step(x, y) == pytest.approx(b.train_step(x, y), rel=1e-12)
+    for k in fused.trainable:
+        np.testing.assert_allclose(a.weights[k], b.weights[k], rtol=1e-12, atol=1e-14)
+
+
+def test_fusion_needs_batch_1_plain_sgd():
+    g = mlp()
+    assert not build_training_program(g, TrainConfig(batch=2)).fused
+    assert not build_training_program(g, TrainConfig(optimizer="momentum")).fused
+    assert not build_training_program(g, TrainConfig(weight_decay=1e-3)).fused

@@ -76,6 +76,8 @@ class MemoryPlan:
 
 # Kernels whose output may overwrite input 0 element by element (same shape, same index).
 def _may_overwrite_input0(step, tensors) -> bool:
+    if step.kind == "scale":
+        return True
     if step.kind == "fwd":
         return get_op(step.op).inplace and tensors[step.inputs[0]].shape == tensors[step.outputs[0]].shape
     if step.kind == "vjp" and not step.accumulate:
@@ -101,7 +103,8 @@ def plan_arena(program: TrainingProgram, steps=None) -> MemoryPlan:
         if t.role in (TensorRole.PARAM, TensorRole.CONST):
             put("params_rw" if name in trainable else "params_ro", name)
     for p in program.trainable:
-        put("grads", p + GRAD)
+        if p not in program.fused:
+            put("grads", p + GRAD)
     for name, t in tensors.items():
         if t.role is TensorRole.OPT_STATE:
             put("opt_state", name)

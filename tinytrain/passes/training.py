@@ -50,6 +50,8 @@ class TrainConfig:
     gamma: float = 0.1
     trainable: str | tuple[str, ...] = "all"
     batch: int = 1
+    # Batch 1 + plain SGD: apply each weight gradient as it is computed (no gradient buffers).
+    fuse_update: bool = True
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -76,6 +78,8 @@ class TrainingProgram:
     logits: str
     label: str
     loss: str
+    # Parameters updated inside the backward pass (fused SGD): no gradient buffer, no update step.
+    fused: tuple[str, ...] = ()
 
     @property
     def input(self) -> str:
@@ -196,8 +200,16 @@ def build_training_program(graph: Graph, cfg: TrainConfig) -> TrainingProgram:
             if not is_param:
                 has_grad.add(x)
 
+    fused: tuple[str, ...] = ()
+    if cfg.fuse_update and cfg.batch == 1 and cfg.optimizer == "sgd" and not cfg.weight_decay:
+        steps, fused = fuse_sgd_updates(steps, tensors, graph, trainable)
+        for p in fused:
+            del tensors[p + GRAD]
+
     updates = []
     for p in trainable:
+        if p in fused:
+            continue
         if p + GRAD not in tensors:  # parameter does not reach the loss
             raise ConfigError(f"parameter {p!r} is trainable but does not influence the loss")
         states = []
@@ -211,4 +223,52 @@ def build_training_program(graph: Graph, cfg: TrainConfig) -> TrainingProgram:
 
     return TrainingProgram(graph=graph, config=cfg, tensors=tensors, forward_steps=fwd,
                            train_steps=fwd + tuple(steps), update_steps=tuple(updates),
-                           trainable=trainable, logits=logits, label=label.name, loss=loss.name)
+                           trainable=trainable, logits=logits, label=label.name, loss=loss.name,
+                           fused=fused)
+
+
+def fuse_sgd_updates(steps, tensors, graph, trainable):
+    """Batch-1 SGD without gradient buffers: w -= lr * dL/dw is applied while the backward pass
+    runs. Every VJP is linear in the output gradient gy, so the weight VJP of (-lr * gy)
+    accumulated straight into w *is* the update. Per layer: its input-gradient VJP runs first
+    (it still needs the old weights), then gy is scaled by -lr once (in place when gy dies
+    there), then the parameter VJPs accumulate into the parameters themselves.
+
+    Cost of the trade: a NaN/Inf that appears in the middle of the backward pass (possible only
+    through overflow, since a non-finite loss stops the step before any update) is caught by
+    the scaling step of the layer it reaches, but layers nearer the output are already updated.
+    """
+    uses = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            uses[i] = uses.get(i, 0) + 1
+    fusable = {p for p in trainable if uses.get(p, 0) == 1}
+    out: list[Step] = []
+    fused: list[str] = []
+    i = 0
+    while i < len(steps):
+        s = steps[i]
+        if s.kind != "vjp":
+            out.append(s)
+            i += 1
+            continue
+        group = [s]
+        while i + len(group) < len(steps) and steps[i + len(group)].kind == "vjp" and \
+                steps[i + len(group)].node == s.node:
+            group.append(steps[i + len(group)])
+        i += len(group)
+        params = [g for g in group if g.fwd_inputs[g.wrt] in fusable]
+        if not params:
+            out += group
+            continue
+        out += [g for g in group if g not in params]   # input gradients see the old weights
+        gy = group[0].inputs[0]
+        gs = gy + "__lr"
+        tensors[gs] = tensors[gy].with_(name=gs)
+        out.append(Step("scale", "Scale", (gy,), (gs,), s.node, {"by": "-lr"}))
+        for g in params:
+            p = g.fwd_inputs[g.wrt]
+            out.append(Step("vjp", g.op, (gs,) + g.inputs[1:], (p,), g.node, g.attrs, wrt=g.wrt,
+                            needs=g.needs, fwd_inputs=g.fwd_inputs, accumulate=True))
+            fused.append(p)
+    return out, tuple(p for p in trainable if p in fused)
