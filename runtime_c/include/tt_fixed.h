@@ -124,7 +124,7 @@ static inline int64_t tt_shift_round64(int64_t x, int shift)
     if (x > (INT64_MAX >> shift)) {
         return INT64_MAX;
     }
-    if (x < (INT64_MIN >> shift)) {
+    if (x < -(INT64_MAX >> shift) - 1) { /* = INT64_MIN / 2^shift, without shifting a negative */
         return INT64_MIN;
     }
     return (int64_t)((uint64_t)x << shift);

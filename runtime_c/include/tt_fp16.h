@@ -109,6 +109,10 @@ float tt_f16_to_f32(uint16_t h);
 tt_status tt_f32_to_f16_n(const float *x, uint16_t *h, int n);
 tt_status tt_f16_to_f32_n(const uint16_t *h, float *x, int n);
 
+/* TT_ERR_NAN if any of h[0..n) is Inf or NaN (exponent field all ones), else TT_OK: the
+ * overflow test of dynamic loss scaling, run on all gradients before any update. */
+tt_status tt_check_finite_f16(const uint16_t *h, int n);
+
 /* e^x and ln(x) from float +, -, *, / and bit operations only (no fmaf, no libm): about 2 ulp
  * (exp) and 3 ulp (log) over the whole range; NaN in, NaN out; exp overflows to +Inf above
  * 88.72 and flushes through the subnormals to +0 below -103.9; log(0) = -Inf, log(x<0) = NaN. */

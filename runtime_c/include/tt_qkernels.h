@@ -212,6 +212,29 @@ tt_status tt_momentum_upd_q32(int32_t *TT_RESTRICT w, int32_t *TT_RESTRICT g,
                               int32_t *TT_RESTRICT v, int n, const tt_qmomentum *p,
                               tt_prng *rng, uint32_t *sat);
 
+/* ------------------------------------------------------------------ forward gradient (SPSA)
+ * The perturbation z is regenerated, never stored: seed a tt_prng with (seed,
+ * tt_prng_stream_id(step, k)) before each use and the same z comes out, in the order of
+ * tt_prng_rademacher_i8 (dist = TT_ZO_RADEMACHER: +-1, 32 per draw) or tt_prng_gauss_i16
+ * (TT_ZO_GAUSS: integer Irwin-Hall, sd 147.8, one draw per element).
+ * perturb: w_out[i] = sat(w[i] + eps * z_i) (counted), |eps| <= 65535. w_out may equal w,
+ *   but a saturated element then cannot be restored by perturbing with -eps: perturb into a
+ *   copy (e.g. one filter at a time), or keep |w| + |eps| * max|z| inside the range.
+ * accum: g[i] = sat32(g[i] + tt_shift_round64(d * z_i, shift)) (counted): the gradient
+ *   estimate d_k * z_k with d_k = (L+ - L-) / (2 eps) in any integer format, shift in
+ *   [-62, 31] (ties away from zero). */
+typedef enum {
+    TT_ZO_RADEMACHER = 0,
+    TT_ZO_GAUSS = 1
+} tt_zo_dist;
+
+tt_status tt_zo_perturb_q8(const int8_t *w, int8_t *w_out, int n, tt_prng *rng, int32_t eps,
+                           int dist, uint32_t *sat);
+tt_status tt_zo_perturb_q16(const int16_t *w, int16_t *w_out, int n, tt_prng *rng, int32_t eps,
+                            int dist, uint32_t *sat);
+tt_status tt_zo_accum_q32(int32_t *g, int n, tt_prng *rng, int32_t d, int shift, int dist,
+                          uint32_t *sat);
+
 #ifdef __cplusplus
 }
 #endif

@@ -41,6 +41,19 @@ tt_status tt_f16_to_f32_n(const uint16_t *h, float *x, int n)
     return TT_OK;
 }
 
+tt_status tt_check_finite_f16(const uint16_t *h, int n)
+{
+    unsigned acc = 0U;
+    int i;
+    if (n < 0 || (n > 0 && h == NULL)) {
+        return TT_ERR_ARG;
+    }
+    for (i = 0; i < n; ++i) {
+        acc |= ((h[i] & 0x7C00U) == 0x7C00U) ? 1U : 0U;
+    }
+    return acc ? TT_ERR_NAN : TT_OK;
+}
+
 static float f32_from_bits(uint32_t b)
 {
     float f;
