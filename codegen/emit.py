@@ -134,14 +134,27 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
     forward = calls(program.forward_steps, kernels.FORWARD)
     rest = program.train_steps[len(program.forward_steps):]
     loss_step = rest[0]
-    training = len(loss_step.outputs) > 1
+    training = len(loss_step.outputs) > 1 or cfg.algo == "zo"
     if not training and program.trainable:
         raise ExportError("nothing to train: no trainable parameter influences the loss "
                           "(check --trainable)")
     backward = calls(rest[1:], kernels.VJP)
-    loss = {"comment": _step_comment(loss_step, ctx),
-            "call": kernels.loss_call(loss_step, ctx, f"(1.0f / {cfg.batch})", "l")
-            if training else ""}
+    zo = None
+    if cfg.algo == "zo":
+        training = True
+        loss = {"comment": _step_comment(loss_step, ctx),
+                "call": kernels.loss_call(loss_step, ctx, "1.0f", "(*l)")}
+        zo = {"n": int(cfg.perturbations), "eps": c_float(cfg.eps), "seed": int(cfg.seed),
+              "dist": {"rademacher": "TT_ZO_RADEMACHER", "gaussian": "TT_ZO_GAUSS"}[cfg.zo_dist],
+              "estimator": cfg.zo_estimator,
+              "momentum": c_float(cfg.momentum) if cfg.optimizer == "momentum" else None,
+              "params": [{"macro": ctx.ptr(p), "size": tensors[p].size,
+                          "state": ctx.ptr(p + "__mom") if cfg.optimizer == "momentum" else "NULL"}
+                         for p in program.trainable]}
+    else:
+        loss = {"comment": _step_comment(loss_step, ctx),
+                "call": kernels.loss_call(loss_step, ctx, f"(1.0f / {cfg.batch})", "l")
+                if training else ""}
     updates = [kernels.update_call(s, ctx, "lr", cfg, "(int)ctx->step + 1")
                for s in program.update_steps]
 
@@ -159,6 +172,7 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
     in_t = tensors[program.input]
     return {
         "banner": banner, "model_hash": model_hash, "loss": loss_step.op, "training": training,
+        "algo": cfg.algo, "zo": zo,
         "input_size": in_t.size, "input_shape": list(in_t.shape),
         "output_size": out_t.size, "output_shape": list(out_t.shape),
         "batch": cfg.batch, "params": params,
@@ -177,7 +191,8 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
 # board builder, not here).
 RUNTIME_FILES = {
     "fp32": (("include", "tt_status.h"), ("include", "tt_kernels.h"), ("src", "tt_util.c"),
-             ("src", "*_f32.c")),
+             ("src", "*_f32.c"), ("include", "tt_prng.h"), ("src", "tt_prng.c"),
+             ("include", "tt_zo.h")),
 }
 
 
@@ -243,7 +258,7 @@ def emit_project(program, plan, out_dir, *, model_hash: int, command: str = "",
     cfg = program.config
     manifest = {
         "tinytrain": __version__, "model_hash": f"{model_hash:08x}", "command": command,
-        "precision": "fp32", "algo": "bp", "training": ctx["training"],
+        "precision": "fp32", "algo": cfg.algo, "training": ctx["training"],
         "input": {"name": program.input, "shape": ctx["input_shape"]},
         "output": {"name": program.logits, "shape": ctx["output_shape"]},
         "loss": ctx["loss"], "label_dtype": program.tensors[program.label].dtype,

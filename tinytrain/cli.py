@@ -69,6 +69,16 @@ def _add_train_options(p):
     g.add_argument("--batch", type=int, default=1,
                    help="samples per optimizer step (the device accumulates gradients over "
                         "them; the arena still holds one sample)")
+    z = p.add_argument_group("forward-gradient options (--algo zo)")
+    z.add_argument("--perturbations", type=int, default=1, metavar="N",
+                   help="random directions averaged per optimizer step (default 1)")
+    z.add_argument("--eps", type=float, default=1e-3,
+                   help="perturbation size: losses are taken at w + eps*z and w - eps*z")
+    z.add_argument("--zo-dist", default="rademacher", choices=["rademacher", "gaussian"],
+                   help="distribution of the perturbation z (default rademacher, +-1)")
+    z.add_argument("--zo-estimator", default="spsa", choices=["spsa", "sign"],
+                   help="spsa: step along (L+ - L-)/(2 eps) z; sign: along sign(L+ - L-) z")
+    z.add_argument("--zo-seed", type=int, default=0, help="seed of the perturbation PRNG")
 
 
 def _config(args):
@@ -78,7 +88,9 @@ def _config(args):
                        momentum=args.momentum, weight_decay=args.weight_decay,
                        schedule=args.schedule, total_steps=args.total_steps,
                        step_size=args.step_size, gamma=args.gamma, trainable=trainable,
-                       batch=args.batch)
+                       batch=args.batch, algo=getattr(args, "algo", "bp"),
+                       perturbations=args.perturbations, eps=args.eps, zo_dist=args.zo_dist,
+                       zo_estimator=args.zo_estimator, seed=args.zo_seed)
 
 
 def _console():
@@ -153,11 +165,29 @@ def cmd_inspect(args):
     t.add_row("total", "", "", "", f"{tot[0]:,}", f"{tot[1]:,}", f"{tot[2]:,}", "", "")
     con.print(t)
     infer_plan = plan_arena(program, steps=program.forward_steps)
-    con.print(memory_table(f"training memory (fp32, backprop, trainable={cfg.trainable}, "
+    con.print(memory_table(f"training memory (fp32, {cfg.algo}, trainable={cfg.trainable}, "
                            f"{cfg.optimizer})", plan))
-    con.print(f"inference only: arena {_fmt_bytes(infer_plan.arena_bytes)}; training needs "
-              f"{plan.ram_bytes / max(infer_plan.arena_bytes + plan.section_bytes['params_rw'], 1):.1f}x "
-              "the RAM of inference with the same parameters in RAM")
+    from dataclasses import replace as _replace
+    from rich.table import Table as _Table
+    from .passes import build_training_program
+    modes = _Table(title="RAM by training algorithm (same trainable set, fp32)",
+                   title_justify="left")
+    for c in ("algorithm", "arena", "RAM total", "note"):
+        modes.add_column(c, justify="left" if c in ("algorithm", "note") else "right")
+    modes.add_row("inference only", _fmt_bytes(infer_plan.arena_bytes),
+                  _fmt_bytes(infer_plan.arena_bytes + plan.section_bytes["params_rw"]),
+                  "forward pass, trainable params in RAM")
+    for algo in ("bp", "zo"):
+        opt = cfg.optimizer if algo == "bp" or cfg.optimizer != "adam" else "sgd"
+        try:
+            pl = plan_arena(build_training_program(g, _replace(cfg, algo=algo, optimizer=opt)))
+        except TinytrainError as e:
+            modes.add_row(algo, "", "", str(e))
+            continue
+        note = {"bp": "backprop: saved activations + gradients",
+                "zo": "2 forward passes per direction, z regenerated, nothing saved"}[algo]
+        modes.add_row(f"{algo} ({opt})", _fmt_bytes(pl.arena_bytes), _fmt_bytes(pl.ram_bytes), note)
+    con.print(modes)
     if args.arena_map:
         con.print(plan.ascii_map())
     return 0
@@ -281,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=5)
     s.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
     s.add_argument("-o", "--output", help="write the trained model to this ONNX file")
+    s.add_argument("--algo", default="bp", choices=["bp", "zo"],
+                   help="bp = backpropagation, zo = zeroth-order forward gradient")
     s.add_argument("--plot", help="write a loss/accuracy curve PNG here")
     _add_train_options(s)
     s.set_defaults(func=cmd_train)
@@ -295,9 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output directory")
     s.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int16"],
                    help="number format of the training graph (this build: fp32)")
-    s.add_argument("--algo", default="bp", choices=["bp", "zo", "jvp"],
-                   help="bp = backpropagation; zo / jvp = forward-gradient training (this "
-                        "build: bp)")
+    s.add_argument("--algo", default="bp", choices=["bp", "zo"],
+                   help="bp = backpropagation; zo = zeroth-order forward gradient (two "
+                        "forward passes per random direction, no backward pass: the arena is "
+                        "the inference arena)")
     _add_train_options(s)
     s.set_defaults(func=cmd_export)
 

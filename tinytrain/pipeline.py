@@ -41,16 +41,19 @@ def make_program(graph: Graph, cfg: TrainConfig):
     return program, plan_arena(program)
 
 
-def export(model, out_dir, cfg: TrainConfig, *, precision: str = "fp32", algo: str = "bp",
+def export(model, out_dir, cfg: TrainConfig, *, precision: str = "fp32", algo: str | None = None,
            command: str | None = None):
     """Export a model (path or Graph) as a C project. Returns (EmitResult, program, plan)."""
     from .codegen import emit_project
     if precision != "fp32":
         raise ConfigError(f"precision {precision!r} is not available yet; this build exports "
                           "fp32 (fp16 and int8/int16 training are tracked separately)")
-    if algo != "bp":
+    algo = algo or cfg.algo
+    if algo not in ("bp", "zo"):
         raise ConfigError(f"training algorithm {algo!r} is not available yet; this build "
-                          "exports backprop (bp)")
+                          "exports bp and zo")
+    if algo != cfg.algo:
+        cfg = replace(cfg, algo=algo)
     graph = load_model(model) if not isinstance(model, Graph) else model
     program, plan = make_program(graph, cfg)
     cmd = command if command is not None else " ".join(shlex.quote(a) for a in sys.argv)

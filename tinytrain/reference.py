@@ -147,11 +147,62 @@ class ReferenceTrainer:
                     env[out] = gx
         return float(env[p.loss]), self.grads
 
+    def loss(self, x, y) -> float:
+        """Mean loss of a minibatch at the current weights (forward only)."""
+        p = self.program
+        xb = _check_feed(p.graph, p.input, x).astype(self.dtype)
+        env = run_forward(p.graph, {p.input: xb}, self.weights, self.dtype)
+        op = get_op(p.train_steps[-1].op)
+        return float(op.forward([env[p.logits], self._labels(y, xb.shape[0])], {}))
+
+    def _zo_step(self, x, y) -> float:
+        """Zeroth-order step, exactly the sequence tt_train_step runs (passes/zeroth_order.py)."""
+        from .errors import NumericFaultError
+        from .passes.optimizer import lr_at
+        from .passes.zeroth_order import DISTS, perturb
+        p, cfg = self.program, self.program.config
+        f = self.dtype
+        eps, dist, t = f(cfg.eps), DISTS[cfg.zo_dist], self.step_count
+        names = p.trainable
+        ds, first = [], None
+        for k in range(int(cfg.perturbations)):
+            perturb(self.weights, names, cfg.seed, t, k, eps, dist)
+            lp = self.loss(x, y)
+            perturb(self.weights, names, cfg.seed, t, k, -f(2) * eps, dist)
+            lm = self.loss(x, y)
+            perturb(self.weights, names, cfg.seed, t, k, eps, dist)
+            if not (np.isfinite(lp) and np.isfinite(lm)):
+                raise NumericFaultError(
+                    f"training step {t}: a perturbed loss is NaN/Inf; the weights were restored "
+                    "and not updated. Lower eps or the learning rate.")
+            ds.append(f(lp) - f(lm))
+            if first is None:
+                first = 0.5 * (lp + lm)
+        lr = f(lr_at(cfg, t, f))
+        n = f(len(ds))
+        if cfg.optimizer == "momentum":
+            for q in names:
+                self.state[q + "__mom"] *= f(cfg.momentum)
+        for k, d in enumerate(ds):
+            coef = (f(np.sign(d)) if cfg.zo_estimator == "sign" else d / (f(2) * eps)) / n
+            if cfg.optimizer == "momentum":
+                perturb({q: self.state[q + "__mom"] for q in names}, names, cfg.seed, t, k,
+                        coef, dist)
+            else:
+                perturb(self.weights, names, cfg.seed, t, k, -lr * coef, dist)
+        if cfg.optimizer == "momentum":
+            for q in names:
+                self.weights[q] += -lr * self.state[q + "__mom"]
+        self.step_count += 1
+        return float(first)
+
     def train_step(self, x, y) -> float:
         """One optimizer step on a minibatch. On NaN/Inf nothing is changed and
         NumericFaultError is raised: the weights stay the last good ones."""
         from .errors import NumericFaultError
         from .passes.optimizer import apply_update
+        if self.program.config.algo == "zo":
+            return self._zo_step(x, y)
         loss, grads = self.loss_and_grads(x, y)
         bad = [k for k, g in grads.items() if not np.all(np.isfinite(g))]
         if not np.isfinite(loss) or bad:

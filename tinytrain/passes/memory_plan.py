@@ -103,7 +103,7 @@ def plan_arena(program: TrainingProgram, steps=None) -> MemoryPlan:
         if t.role in (TensorRole.PARAM, TensorRole.CONST):
             put("params_rw" if name in trainable else "params_ro", name)
     for p in program.trainable:
-        if p not in program.fused:
+        if p + GRAD in tensors:
             put("grads", p + GRAD)
     for name, t in tensors.items():
         if t.role is TensorRole.OPT_STATE:

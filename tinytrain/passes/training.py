@@ -52,6 +52,13 @@ class TrainConfig:
     batch: int = 1
     # Batch 1 + plain SGD: apply each weight gradient as it is computed (no gradient buffers).
     fuse_update: bool = True
+    # Training algorithm: "bp" backpropagation, "zo" zeroth-order forward gradient (SPSA).
+    algo: str = "bp"
+    perturbations: int = 1          # zo: perturbations averaged per step
+    eps: float = 1e-3               # zo: perturbation scale
+    zo_dist: str = "rademacher"     # zo: "rademacher" (+-1) or "gaussian"
+    zo_estimator: str = "spsa"      # zo: "spsa" (magnitude) or "sign" (sign-SPSA)
+    seed: int = 0                   # PRNG seed of the perturbations
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -64,6 +71,23 @@ class TrainConfig:
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
         if int(self.batch) < 1:
             raise ConfigError(f"batch must be at least 1, got {self.batch}")
+        if self.algo not in ("bp", "zo"):
+            raise ConfigError(f"unknown training algorithm {self.algo!r}; choose bp or zo")
+        if self.algo == "zo":
+            if self.optimizer not in ("sgd", "momentum"):
+                raise ConfigError(f"zo training supports the sgd and momentum optimizers, not "
+                                  f"{self.optimizer!r} (Adam would need a gradient buffer)")
+            if not 1 <= int(self.perturbations) <= 64:
+                raise ConfigError(f"perturbations must be 1..64, got {self.perturbations}")
+            if not self.eps > 0:
+                raise ConfigError(f"eps must be positive, got {self.eps}")
+            if self.zo_dist not in ("rademacher", "gaussian"):
+                raise ConfigError(f"unknown perturbation distribution {self.zo_dist!r}; choose "
+                                  "rademacher or gaussian")
+            if self.zo_estimator not in ("spsa", "sign"):
+                raise ConfigError(f"unknown zo estimator {self.zo_estimator!r}; choose spsa or sign")
+            if self.weight_decay:
+                raise ConfigError("weight decay is not available with zo training")
 
 
 @dataclass(frozen=True)
@@ -152,6 +176,20 @@ def build_training_program(graph: Graph, cfg: TrainConfig) -> TrainingProgram:
     tensors[loss.name] = loss
 
     fwd = tuple(Step("fwd", n.op, n.inputs, n.outputs, n.name, n.attrs) for n in graph.nodes)
+    if cfg.algo == "zo":
+        # Forward passes only: no gradients, no saved activations; the optimizer state (momentum)
+        # is the only per-parameter memory beyond the weights.
+        if not trainable:
+            raise ConfigError("zo training needs at least one trainable parameter")
+        for p in trainable:
+            for st in state_names(cfg.optimizer):
+                sn = f"{p}__{st}"
+                tensors[sn] = Tensor(sn, tensors[p].shape, tensors[p].dtype, TensorRole.OPT_STATE)
+        loss_only = Step("loss", loss_op, (logits, label.name), (loss.name,), loss_op)
+        return TrainingProgram(graph=graph, config=cfg, tensors=tensors, forward_steps=fwd,
+                               train_steps=fwd + (loss_only,), update_steps=(),
+                               trainable=trainable, logits=logits, label=label.name,
+                               loss=loss.name)
 
     # Which tensors carry a gradient: trainable params and everything computed from them.
     requires = set(trainable)
