@@ -144,7 +144,7 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
         training = True
         loss = {"comment": _step_comment(loss_step, ctx),
                 "call": kernels.loss_call(loss_step, ctx, "1.0f", "(*l)")}
-        zo = {"n": int(cfg.perturbations), "eps": c_float(cfg.eps), "seed": int(cfg.seed),
+        zo = {"n": int(cfg.perturbations), "eps": c_float(cfg.zo_eps), "seed": int(cfg.seed),
               "dist": {"rademacher": "TT_ZO_RADEMACHER", "gaussian": "TT_ZO_GAUSS"}[cfg.zo_dist],
               "estimator": cfg.zo_estimator,
               "momentum": c_float(cfg.momentum) if cfg.optimizer == "momentum" else None,

@@ -89,7 +89,7 @@ def _config(args):
                        schedule=args.schedule, total_steps=args.total_steps,
                        step_size=args.step_size, gamma=args.gamma, trainable=trainable,
                        batch=args.batch, algo=getattr(args, "algo", "bp"),
-                       perturbations=args.perturbations, eps=args.eps, zo_dist=args.zo_dist,
+                       perturbations=args.perturbations, zo_eps=args.eps, zo_dist=args.zo_dist,
                        zo_estimator=args.zo_estimator, seed=args.zo_seed)
 
 

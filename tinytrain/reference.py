@@ -162,7 +162,7 @@ class ReferenceTrainer:
         from .passes.zeroth_order import DISTS, perturb
         p, cfg = self.program, self.program.config
         f = self.dtype
-        eps, dist, t = f(cfg.eps), DISTS[cfg.zo_dist], self.step_count
+        eps, dist, t = f(cfg.zo_eps), DISTS[cfg.zo_dist], self.step_count
         names = p.trainable
         ds, first = [], None
         for k in range(int(cfg.perturbations)):

@@ -38,7 +38,7 @@ def test_numpy_zo_estimate_is_unbiased(data, dist):
     g = load_model(MODELS / "mlp.onnx")
     x, y = data["x_train"][:8], data["y_train"][:8]
     ref = _bp_grad(g, "last:1", x, y)
-    p = build_training_program(g, TrainConfig(algo="zo", trainable="last:1", eps=1e-3))
+    p = build_training_program(g, TrainConfig(algo="zo", trainable="last:1", zo_eps=1e-3))
     tr = ReferenceTrainer(p, np.float64)
     est = np.zeros_like(ref)
     n = 6400
@@ -70,7 +70,7 @@ def test_c_zo_updates_follow_the_gradient(tmp_path, data):
     g = load_model(MODELS / "mlp.onnx")
     x, y = data["x_train"][:4], data["y_train"][:4]
     ref = _bp_grad(g, "last:1", x, y)
-    cfg = TrainConfig(algo="zo", trainable="last:1", lr=1e-4, eps=1e-2, perturbations=64,
+    cfg = TrainConfig(algo="zo", trainable="last:1", lr=1e-4, zo_eps=1e-2, perturbations=64,
                       batch=4)
     res, p, plan = export(g, tmp_path / "zo", cfg, command="test")
     c = HostModel(res.out_dir)
@@ -85,7 +85,7 @@ def test_c_zo_updates_follow_the_gradient(tmp_path, data):
 @pytest.mark.parametrize("model", ["mlp", "cnn", "dscnn", "resnet8"])
 @pytest.mark.parametrize("opt,est", [("sgd", "spsa"), ("momentum", "sign")])
 def test_c_zo_tracks_reference(tmp_path, data, model, opt, est):
-    cfg = TrainConfig(algo="zo", trainable="last:2", lr=0.005, eps=1e-2, perturbations=2,
+    cfg = TrainConfig(algo="zo", trainable="last:2", lr=0.005, zo_eps=1e-2, perturbations=2,
                       optimizer=opt, zo_estimator=est, batch=2, seed=7)
     res, p, plan = export(MODELS / f"{model}.onnx", tmp_path / "zo", cfg, command="test")
     c = HostModel(res.out_dir)
@@ -115,7 +115,7 @@ def test_zo_arena_is_the_inference_arena(model):
 def test_zo_adapts_the_digits_model(data):
     g = load_model(MODELS / "mlp.onnx")
     p = build_training_program(g, TrainConfig(algo="zo", trainable="last:1", lr=0.002,
-                                              eps=1e-2, perturbations=4, zo_estimator="sign",
+                                              zo_eps=1e-2, perturbations=4, zo_estimator="sign",
                                               optimizer="momentum"))
     from tinytrain.trainloop import accuracy, fit
     tr = ReferenceTrainer(p)

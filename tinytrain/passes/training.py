@@ -55,7 +55,7 @@ class TrainConfig:
     # Training algorithm: "bp" backpropagation, "zo" zeroth-order forward gradient (SPSA).
     algo: str = "bp"
     perturbations: int = 1          # zo: perturbations averaged per step
-    eps: float = 1e-3               # zo: perturbation scale
+    zo_eps: float = 1e-3            # zo: perturbation scale
     zo_dist: str = "rademacher"     # zo: "rademacher" (+-1) or "gaussian"
     zo_estimator: str = "spsa"      # zo: "spsa" (magnitude) or "sign" (sign-SPSA)
     seed: int = 0                   # PRNG seed of the perturbations
@@ -79,8 +79,8 @@ class TrainConfig:
                                   f"{self.optimizer!r} (Adam would need a gradient buffer)")
             if not 1 <= int(self.perturbations) <= 64:
                 raise ConfigError(f"perturbations must be 1..64, got {self.perturbations}")
-            if not self.eps > 0:
-                raise ConfigError(f"eps must be positive, got {self.eps}")
+            if not self.zo_eps > 0:
+                raise ConfigError(f"zo_eps must be positive, got {self.zo_eps}")
             if self.zo_dist not in ("rademacher", "gaussian"):
                 raise ConfigError(f"unknown perturbation distribution {self.zo_dist!r}; choose "
                                   "rademacher or gaussian")
