@@ -223,10 +223,10 @@ tt_status tt_momentum_upd_q32(int32_t *TT_RESTRICT w, int32_t *TT_RESTRICT g,
  * accum: g[i] = sat32(g[i] + tt_shift_round64(d * z_i, shift)) (counted): the gradient
  *   estimate d_k * z_k with d_k = (L+ - L-) / (2 eps) in any integer format, shift in
  *   [-62, 31] (ties away from zero). */
-typedef enum {
-    TT_ZO_RADEMACHER = 0,
-    TT_ZO_GAUSS = 1
-} tt_zo_dist;
+/* the same definitions as tt_zo.h (identical macro redefinitions are legal C), so the two
+ * headers can be included together in either order */
+#define TT_ZO_RADEMACHER 0
+#define TT_ZO_GAUSS 1
 
 tt_status tt_zo_perturb_q8(const int8_t *w, int8_t *w_out, int n, tt_prng *rng, int32_t eps,
                            int dist, uint32_t *sat);

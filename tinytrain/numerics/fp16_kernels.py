@@ -1,0 +1,238 @@
+"""numpy twins of the FP16 kernels (runtime_c/src/tt_*_f16.c), bit for bit.
+
+Arrays in and out are uint16 bit patterns (binary16); everything in between is float32 with
+the C's operation order (chains.py), rounded to half where the C stores. Shapes follow the C
+API: batch 1, CHW, conv weights [out_c][in_c/groups][k_h][k_w]; conv / pool parameters are
+dicts with the field names of tt_conv2d_params / tt_pool2d_params. Functions return new
+arrays; ``init`` arguments are the previous contents for accumulate = 1 (None: start at +0).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import chains
+from .fp16 import expf_plain, f16_to_f32 as H, f32_to_f16 as R, logf_plain
+
+F32 = np.float32
+
+
+def _init(init, shape):
+    return np.zeros(shape, dtype=np.float32) if init is None else H(init).reshape(shape)
+
+
+# ---- GEMM / bias ----------------------------------------------------------------------------
+
+def gemm_fwd(x, w, b, n, k, m):
+    init = np.zeros((n, m), np.float32) if b is None else np.broadcast_to(H(b)[None, :], (n, m))
+    return R(chains.gemm_fwd(H(x).reshape(n, k), H(w).reshape(m, k), init)).reshape(-1)
+
+
+def gemm_bwd_x(gy, w, n, k, m, init=None):
+    acc = chains.gemm_bwd_x(H(gy).reshape(n, m), H(w).reshape(m, k), _init(init, (n, k)))
+    return R(acc).reshape(-1)
+
+
+def gemm_bwd_w(gy, x, n, k, m, init=None):
+    acc = chains.gemm_bwd_w(H(gy).reshape(n, m), H(x).reshape(n, k), _init(init, (m, k)))
+    return R(acc).reshape(-1)
+
+
+def bias_bwd(gy, outer, c, inner, init=None):
+    return R(chains.bias_bwd(H(gy).reshape(outer, c, inner), _init(init, (c,)))).reshape(-1)
+
+
+# ---- convolution -----------------------------------------------------------------------------
+
+def _conv_shapes(p):
+    cin_g = p["in_c"] // p["groups"]
+    return ((p["in_c"], p["in_h"], p["in_w"]), (p["out_c"], cin_g, p["k_h"], p["k_w"]),
+            (p["out_c"], p["out_h"], p["out_w"]))
+
+
+def conv2d_fwd(p, x, w, b=None):
+    xs, ws, ys = _conv_shapes(p)
+    init = (np.zeros(ys, np.float32) if b is None
+            else np.broadcast_to(H(b)[:, None, None], ys).astype(np.float32))
+    return R(chains.conv_fwd(p, H(x).reshape(xs), H(w).reshape(ws), init)).reshape(-1)
+
+
+def conv2d_bwd_x(p, gy, w, init=None):
+    xs, ws, ys = _conv_shapes(p)
+    return R(chains.conv_bwd_x(p, H(gy).reshape(ys), H(w).reshape(ws), _init(init, xs))).reshape(-1)
+
+
+def conv2d_bwd_w(p, gy, x, init=None):
+    xs, ws, ys = _conv_shapes(p)
+    return R(chains.conv_bwd_w(p, H(gy).reshape(ys), H(x).reshape(xs), _init(init, ws))).reshape(-1)
+
+
+# ---- ReLU ------------------------------------------------------------------------------------
+
+def _is_neg(h):
+    h = np.asarray(h, np.uint16)
+    a = h & np.uint16(0x7FFF)
+    return ((h & np.uint16(0x8000)) != 0) & (a != 0) & (a <= 0x7C00)
+
+
+def _is_pos(h):
+    h = np.asarray(h, np.uint16)
+    return ((h & np.uint16(0x8000)) == 0) & (h != 0) & (h <= 0x7C00)
+
+
+def relu_fwd(x):
+    x = np.asarray(x, np.uint16)
+    return np.where(_is_neg(x), np.uint16(0), x).astype(np.uint16)
+
+
+def relu_bwd_x(gy, y, init=None):
+    gy = np.asarray(gy, np.uint16)
+    pos = _is_pos(y)
+    if init is None:
+        return np.where(pos, gy, np.uint16(0)).astype(np.uint16)
+    return np.where(pos, R(H(init) + H(gy)), np.asarray(init, np.uint16)).astype(np.uint16)
+
+
+# ---- pooling ---------------------------------------------------------------------------------
+
+def _pool_x2(p, x):
+    return x.reshape(p["c"], p["in_h"] * p["in_w"])
+
+
+def maxpool2d_fwd(p, x):
+    x2 = _pool_x2(p, np.asarray(x, np.uint16))
+    a = chains.window_argmax(p, H(x2), nan_first=True)
+    return np.take_along_axis(x2, a.reshape(p["c"], -1), axis=1).reshape(-1)
+
+
+def maxpool2d_bwd_x(p, gy, x, init=None):
+    c = p["c"]
+    a = chains.window_argmax(p, H(_pool_x2(p, np.asarray(x, np.uint16))), nan_first=True)
+    gx = (np.zeros((c, p["in_h"] * p["in_w"]), np.uint16) if init is None
+          else np.asarray(init, np.uint16).reshape(c, -1).copy())
+    gyf = H(gy).reshape(c, p["out_h"], p["out_w"])
+    rows = np.arange(c)
+    for oh in range(p["out_h"]):
+        for ow in range(p["out_w"]):
+            idx = a[:, oh, ow]
+            gx[rows, idx] = R(H(gx[rows, idx]) + gyf[:, oh, ow])
+    return gx.reshape(-1)
+
+
+def avgpool2d_fwd(p, x):
+    s, count = chains.window_sum(p, H(_pool_x2(p, np.asarray(x, np.uint16))), np.float32(0))
+    d = chains.pool_divisor(p, count).astype(np.float32)
+    return R(s / d[None]).reshape(-1)
+
+
+def avgpool2d_bwd_x(p, gy, init=None):
+    c = p["c"]
+    cells, count = chains.pool_windows(p)
+    d = chains.pool_divisor(p, count).astype(np.float32)
+    g = H(gy).reshape(c, p["out_h"], p["out_w"]) / d[None]
+    gx = (np.zeros((c, p["in_h"] * p["in_w"]), np.uint16) if init is None
+          else np.asarray(init, np.uint16).reshape(c, -1).copy())
+    for oh in range(p["out_h"]):
+        for ow in range(p["out_w"]):
+            for valid, idx in cells:
+                if valid[oh, ow]:
+                    j = idx[oh, ow]
+                    gx[:, j] = R(H(gx[:, j]) + g[:, oh, ow])
+    return gx.reshape(-1)
+
+
+def global_avgpool_fwd(x, c, hw):
+    xs = H(x).reshape(c, hw)
+    s = np.zeros(c, np.float32)
+    for t in range(hw):
+        s = s + xs[:, t]
+    return R(s / F32(hw)).reshape(-1)
+
+
+def global_avgpool_bwd_x(gy, c, hw, init=None):
+    g = H(gy) / F32(hw)
+    base = np.zeros((c, hw), np.float32) if init is None else H(init).reshape(c, hw)
+    return R(base + g[:, None]).reshape(-1)
+
+
+# ---- add -------------------------------------------------------------------------------------
+
+def add_fwd(shape, a_stride, b_stride, a, b):
+    oa = chains.bcast_offsets(shape, a_stride)
+    ob = chains.bcast_offsets(shape, b_stride)
+    return R(H(a)[oa] + H(b)[ob]).reshape(-1)
+
+
+def add_bwd(shape, strides, gy, g_len, init=None):
+    g0 = np.zeros(g_len, np.float32) if init is None else H(init)
+    out, kept = chains.bcast_reduce(shape, strides, H(gy).reshape(shape), g0)
+    res = (np.zeros(g_len, np.uint16) if init is None else np.asarray(init, np.uint16).copy())
+    res[kept] = R(out[kept])
+    return res
+
+
+# ---- loss ------------------------------------------------------------------------------------
+
+def softmax_xent(logits, labels, rows, cols, scale):
+    """(loss float32, glogits uint16 [rows*cols], status_nan: bool)."""
+    x = H(logits).reshape(rows, cols)
+    labels = np.asarray(labels, np.int64)
+    ar = np.arange(rows)
+    m = x[:, 0].copy()
+    for j in range(1, cols):
+        m = np.where(x[:, j] > m, x[:, j], m)
+    e = expf_plain(x - m[:, None])
+    s = np.zeros(rows, np.float32)
+    q = np.zeros(rows, np.float32)
+    for j in range(cols):
+        s = s + e[:, j]
+        q = np.where(labels != j, q + e[:, j], q)
+    xl = x[ar, labels] - m
+    lrow = logf_plain(s) - xl
+    total = F32(0)
+    for r in range(rows):
+        total = F32(total + lrow[r])
+    f = F32(scale) / F32(rows)
+    g = R((e / s[:, None]) * f)
+    g[ar, labels] = R(-(q / s) * f)
+    loss = F32(total / F32(rows))
+    return loss, g.reshape(-1), not np.isfinite(loss)
+
+
+# ---- optimizers --------------------------------------------------------------------------------
+
+def _grad_term(g, wf, weight_decay, inv_scale):
+    d = H(g) * F32(inv_scale)
+    if F32(weight_decay) != 0:
+        d = d + F32(weight_decay) * wf
+    return d
+
+
+def _finite(g):
+    return bool(np.all((np.asarray(g, np.uint16) & 0x7C00) != 0x7C00))
+
+
+def sgd_upd(w, g, master, lr, weight_decay, inv_scale):
+    """(w16, master or None, ok). Not ok: nothing changes (the C zeroes g either way)."""
+    if not _finite(g):
+        return np.asarray(w, np.uint16).copy(), None if master is None else master.copy(), False
+    wf = H(w) if master is None else np.asarray(master, np.float32)
+    wf = wf - F32(lr) * _grad_term(g, wf, weight_decay, inv_scale)
+    return R(wf), (None if master is None else wf), True
+
+
+def momentum_upd(w, g, v, master, lr, momentum, weight_decay, inv_scale, v32: bool):
+    """(w16, v (uint16 or float32), master or None, ok)."""
+    if not _finite(g):
+        return (np.asarray(w, np.uint16).copy(), np.array(v, copy=True),
+                None if master is None else master.copy(), False)
+    wf = H(w) if master is None else np.asarray(master, np.float32)
+    d = _grad_term(g, wf, weight_decay, inv_scale)
+    vf = F32(momentum) * (np.asarray(v, np.float32) if v32 else H(v))
+    vf = vf + d
+    if v32:
+        v_new, v_used = vf, vf
+    else:
+        v_new = R(vf)
+        v_used = H(v_new)
+    wf = wf - F32(lr) * v_used
+    return R(wf), v_new, (None if master is None else wf), True
