@@ -24,6 +24,11 @@ Typical flow:
   tinytrain train model.onnx --data d.npz           train in the numpy reference (no C)
   tinytrain export model.onnx -o out/ --trainable last:1 --lr 0.05
   tinytrain simulate out/ --data d.npz --epochs 5   train with the generated C on this PC
+  tinytrain build out/ --board nucleo-l476rg        cross-compile; RAM/flash table vs budget
+  tinytrain run out/ --board qemu-cortex-m4 --data d.npz --check-host
+                                                    train on an emulated MCU, count instructions
+  tinytrain flash out/ --board stm32f746g-disco --dry-run
+  tinytrain stream out/ --port /dev/ttyACM0 --data d.npz   train on the device over UART
 """
 
 EPILOG = """\
@@ -347,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", help="loss-curve PNG path")
     s.add_argument("--checkpoint", help="save a checkpoint of the trained model here")
     s.set_defaults(func=cmd_simulate)
+
+    from .cli_boards import add_board_commands
+    add_board_commands(sub)
     return p
 
 

@@ -29,8 +29,9 @@ SMALL = SANITIZE  # smaller parameter grids under the sanitizers
 
 
 def kernel_sources() -> list[Path]:
-    """The kernel library: every tt_*_f32.c plus tt_util.c (not the other runtime files)."""
-    return sorted(SRC.glob("tt_*_f32.c")) + [SRC / "tt_util.c"]
+    """The FP32 kernel library as an fp32 export ships it: every tt_*_f32.c, tt_util.c and
+    tt_prng.c (the forward-gradient kernels draw from it)."""
+    return sorted(SRC.glob("tt_*_f32.c")) + [SRC / "tt_util.c", SRC / "tt_prng.c"]
 
 
 def host_cc() -> str:
