@@ -206,6 +206,14 @@ float tt_fmaf_soft(float a, float b, float c)
     double bb, e;
     uint64_t u;
     if (!(s - s == 0.0)) return (float)s; /* inf or nan */
+    /* Double rounding can only go wrong when the double sum lands exactly on a float halfway
+       point (low 29 significand bits 1000...0) or in float's subnormal range (fewer bits):
+       everywhere else one conversion is already the correctly rounded result. */
+    memcpy(&u, &s, sizeof u);
+    if ((u & 0x1FFFFFFFu) != 0x10000000u && (s >= 1.1754943508222875e-38 ||
+                                             s <= -1.1754943508222875e-38)) {
+        return (float)s;
+    }
     bb = s - p;
     e = (p - (s - bb)) + ((double)c - bb);
     if (e != 0.0) {
