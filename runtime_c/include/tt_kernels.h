@@ -166,6 +166,8 @@ tt_status tt_softmax_bwd_x_f32(const float *gy, const float *y, float *gx, int r
  * bwd: gx is zeroed (accumulate = 0), then every output, in row-major (c, oh, ow) order, adds
  *      its gradient into its input cell(s): max recomputes the argmax from x (no index
  *      buffer); avg adds gy/divisor to each valid cell. */
+/* TT_ERR_ARG for NULL, TT_ERR_SHAPE unless every window holds at least one input cell. */
+tt_status tt_pool2d_check(const tt_pool2d_params *p);
 tt_status tt_maxpool2d_fwd_f32(const tt_pool2d_params *p, const float *x, float *TT_RESTRICT y);
 tt_status tt_maxpool2d_bwd_x_f32(const tt_pool2d_params *p, const float *gy, const float *x,
                                  float *TT_RESTRICT gx, int accumulate);

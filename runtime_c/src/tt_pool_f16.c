@@ -19,24 +19,6 @@ static int imin(int a, int b)
     return a < b ? a : b;
 }
 
-static tt_status pool_check(const tt_pool2d_params *p)
-{
-    if (p == NULL) {
-        return TT_ERR_ARG;
-    }
-    if (p->c <= 0 || p->in_h <= 0 || p->in_w <= 0 || p->out_h <= 0 || p->out_w <= 0 ||
-        p->k_h <= 0 || p->k_w <= 0 || p->stride_h <= 0 || p->stride_w <= 0 || p->pad_top < 0 ||
-        p->pad_left < 0 || (p->count_include_pad != 0 && p->count_include_pad != 1)) {
-        return TT_ERR_SHAPE;
-    }
-    if (p->pad_top >= p->k_h || p->pad_left >= p->k_w ||
-        (p->out_h - 1) * p->stride_h - p->pad_top >= p->in_h ||
-        (p->out_w - 1) * p->stride_w - p->pad_left >= p->in_w) {
-        return TT_ERR_SHAPE;
-    }
-    return TT_OK;
-}
-
 /* offset of the first maximum of the clipped window; the first NaN wins */
 static int window_argmax(const uint16_t *xc, int in_w, int h0, int h1, int w0, int w1)
 {
@@ -63,7 +45,7 @@ static int window_argmax(const uint16_t *xc, int in_w, int h0, int h1, int w0, i
 tt_status tt_maxpool2d_fwd_f16(const tt_pool2d_params *p, const uint16_t *x,
                                uint16_t *TT_RESTRICT y)
 {
-    const tt_status st = pool_check(p);
+    const tt_status st = tt_pool2d_check(p);
     int c, oh, ow;
     if (st != TT_OK) {
         return st;
@@ -97,7 +79,7 @@ static void zero16(uint16_t *v, size_t n)
 tt_status tt_maxpool2d_bwd_x_f16(const tt_pool2d_params *p, const uint16_t *gy,
                                  const uint16_t *x, uint16_t *TT_RESTRICT gx, int accumulate)
 {
-    const tt_status st = pool_check(p);
+    const tt_status st = tt_pool2d_check(p);
     int c, oh, ow;
     if (st != TT_OK) {
         return st;
@@ -128,7 +110,7 @@ tt_status tt_maxpool2d_bwd_x_f16(const tt_pool2d_params *p, const uint16_t *gy,
 tt_status tt_avgpool2d_fwd_f16(const tt_pool2d_params *p, const uint16_t *x,
                                uint16_t *TT_RESTRICT y)
 {
-    const tt_status st = pool_check(p);
+    const tt_status st = tt_pool2d_check(p);
     int c, oh, ow, ih, iw;
     if (st != TT_OK) {
         return st;
@@ -161,7 +143,7 @@ tt_status tt_avgpool2d_fwd_f16(const tt_pool2d_params *p, const uint16_t *x,
 tt_status tt_avgpool2d_bwd_x_f16(const tt_pool2d_params *p, const uint16_t *gy,
                                  uint16_t *TT_RESTRICT gx, int accumulate)
 {
-    const tt_status st = pool_check(p);
+    const tt_status st = tt_pool2d_check(p);
     int c, oh, ow, ih, iw;
     if (st != TT_OK) {
         return st;

@@ -17,25 +17,6 @@ static int imin(int a, int b)
     return a < b ? a : b;
 }
 
-static tt_status check_pool(const tt_pool2d_params *p)
-{
-    if (p == NULL) {
-        return TT_ERR_ARG;
-    }
-    if (p->c <= 0 || p->in_h <= 0 || p->in_w <= 0 || p->out_h <= 0 || p->out_w <= 0 ||
-        p->k_h <= 0 || p->k_w <= 0 || p->stride_h <= 0 || p->stride_w <= 0 || p->pad_top < 0 ||
-        p->pad_left < 0 || (p->count_include_pad != 0 && p->count_include_pad != 1)) {
-        return TT_ERR_SHAPE;
-    }
-    /* every window must contain at least one input cell */
-    if (p->pad_top >= p->k_h || p->pad_left >= p->k_w ||
-        (p->out_h - 1) * p->stride_h - p->pad_top >= p->in_h ||
-        (p->out_w - 1) * p->stride_w - p->pad_left >= p->in_w) {
-        return TT_ERR_SHAPE;
-    }
-    return TT_OK;
-}
-
 /* Offset (within one channel plane) of the first maximum of the window, NaN counting as the
  * largest value (the first NaN wins), as torch's max_pool2d. */
 static int window_argmax(const float *xc, int in_w, int h0, int h1, int w0, int w1)
@@ -64,7 +45,7 @@ static int window_argmax(const float *xc, int in_w, int h0, int h1, int w0, int 
 
 tt_status tt_maxpool2d_fwd_f32(const tt_pool2d_params *p, const float *x, float *TT_RESTRICT y)
 {
-    const tt_status st = check_pool(p);
+    const tt_status st = tt_pool2d_check(p);
     int c, oh, ow;
     if (st != TT_OK) {
         return st;
@@ -98,7 +79,7 @@ static void zero(float *TT_RESTRICT v, size_t n)
 tt_status tt_maxpool2d_bwd_x_f32(const tt_pool2d_params *p, const float *gy, const float *x,
                                  float *TT_RESTRICT gx, int accumulate)
 {
-    const tt_status st = check_pool(p);
+    const tt_status st = tt_pool2d_check(p);
     const int in_hw = (p != NULL) ? p->in_h * p->in_w : 0;
     int c, oh, ow;
     if (st != TT_OK) {
@@ -129,7 +110,7 @@ tt_status tt_maxpool2d_bwd_x_f32(const tt_pool2d_params *p, const float *gy, con
 
 tt_status tt_avgpool2d_fwd_f32(const tt_pool2d_params *p, const float *x, float *TT_RESTRICT y)
 {
-    const tt_status st = check_pool(p);
+    const tt_status st = tt_pool2d_check(p);
     int c, oh, ow, ih, iw;
     if (st != TT_OK) {
         return st;
@@ -163,7 +144,7 @@ tt_status tt_avgpool2d_fwd_f32(const tt_pool2d_params *p, const float *x, float 
 tt_status tt_avgpool2d_bwd_x_f32(const tt_pool2d_params *p, const float *gy,
                                  float *TT_RESTRICT gx, int accumulate)
 {
-    const tt_status st = check_pool(p);
+    const tt_status st = tt_pool2d_check(p);
     const int in_hw = (p != NULL) ? p->in_h * p->in_w : 0;
     int c, oh, ow, ih, iw;
     if (st != TT_OK) {

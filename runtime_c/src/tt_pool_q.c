@@ -21,24 +21,6 @@ static int imin(int a, int b)
     return a < b ? a : b;
 }
 
-static tt_status pool_check(const tt_pool2d_params *p)
-{
-    if (p == NULL) {
-        return TT_ERR_ARG;
-    }
-    if (p->c <= 0 || p->in_h <= 0 || p->in_w <= 0 || p->out_h <= 0 || p->out_w <= 0 ||
-        p->k_h <= 0 || p->k_w <= 0 || p->stride_h <= 0 || p->stride_w <= 0 || p->pad_top < 0 ||
-        p->pad_left < 0 || (p->count_include_pad != 0 && p->count_include_pad != 1)) {
-        return TT_ERR_SHAPE;
-    }
-    if (p->pad_top >= p->k_h || p->pad_left >= p->k_w ||
-        (p->out_h - 1) * p->stride_h - p->pad_top >= p->in_h ||
-        (p->out_w - 1) * p->stride_w - p->pad_left >= p->in_w) {
-        return TT_ERR_SHAPE;
-    }
-    return TT_OK;
-}
-
 /* round(s / d) ties away from zero, d > 0, as TFLite's average pool: C division truncates */
 static int64_t div_round(int64_t s, int64_t d)
 {
@@ -89,7 +71,7 @@ static int TT_Q(window_argmax)(const TQ *xc, int in_w, int h0, int h1, int w0, i
 
 tt_status TT_Q(tt_maxpool2d_fwd)(const tt_pool2d_params *p, const TQ *x, TQ *TT_RESTRICT y)
 {
-    const tt_status st = pool_check(p);
+    const tt_status st = tt_pool2d_check(p);
     int c, oh, ow;
     if (st != TT_OK) {
         return st;
@@ -115,7 +97,7 @@ tt_status TT_Q(tt_maxpool2d_fwd)(const tt_pool2d_params *p, const TQ *x, TQ *TT_
 tt_status TT_Q(tt_maxpool2d_bwd_x)(const tt_pool2d_params *p, const TQ *gy, const TQ *x,
                                    TQ *TT_RESTRICT gx, int accumulate, uint32_t *sat)
 {
-    const tt_status st = pool_check(p);
+    const tt_status st = tt_pool2d_check(p);
     uint32_t dummy = 0;
     int c, oh, ow;
     size_t i;
@@ -152,7 +134,7 @@ tt_status TT_Q(tt_maxpool2d_bwd_x)(const tt_pool2d_params *p, const TQ *gy, cons
 
 tt_status TT_Q(tt_avgpool2d_fwd)(const tt_pool2d_params *p, const TQ *x, TQ *TT_RESTRICT y)
 {
-    const tt_status st = pool_check(p);
+    const tt_status st = tt_pool2d_check(p);
     int c, oh, ow, ih, iw;
     if (st != TT_OK) {
         return st;
@@ -185,7 +167,7 @@ tt_status TT_Q(tt_avgpool2d_fwd)(const tt_pool2d_params *p, const TQ *x, TQ *TT_
 tt_status TT_Q(tt_avgpool2d_bwd_x)(const tt_pool2d_params *p, const TQ *gy, TACC *TT_RESTRICT gx,
                                    int frac_bits, int accumulate)
 {
-    const tt_status st = pool_check(p);
+    const tt_status st = tt_pool2d_check(p);
     int c, oh, ow, ih, iw;
     size_t i;
     if (st != TT_OK) {

@@ -54,3 +54,24 @@ tt_status tt_check_finite_f32(const float *x, int n)
     }
     return (a0 + a1 == 0.0f) ? TT_OK : TT_ERR_NAN;
 }
+
+/* Shared by the pooling kernels of every precision: the geometry is valid and every window
+ * contains at least one input cell. */
+tt_status tt_pool2d_check(const tt_pool2d_params *p)
+{
+    if (p == NULL) {
+        return TT_ERR_ARG;
+    }
+    if (p->c <= 0 || p->in_h <= 0 || p->in_w <= 0 || p->out_h <= 0 || p->out_w <= 0 ||
+        p->k_h <= 0 || p->k_w <= 0 || p->stride_h <= 0 || p->stride_w <= 0 || p->pad_top < 0 ||
+        p->pad_left < 0 || (p->count_include_pad != 0 && p->count_include_pad != 1)) {
+        return TT_ERR_SHAPE;
+    }
+    /* every window must contain at least one input cell */
+    if (p->pad_top >= p->k_h || p->pad_left >= p->k_w ||
+        (p->out_h - 1) * p->stride_h - p->pad_top >= p->in_h ||
+        (p->out_w - 1) * p->stride_w - p->pad_left >= p->in_w) {
+        return TT_ERR_SHAPE;
+    }
+    return TT_OK;
+}
