@@ -19,6 +19,7 @@ import numpy as np
 from .. import __version__
 from ..errors import ExportError
 from ..ir import TensorRole
+from ..passes.training import Step
 from . import kernels
 from .cfloat import c_float, c_float_array
 from .names import CNames
@@ -43,6 +44,8 @@ class EmitCtx:
     def __init__(self, program, plan, names):
         self.program, self.plan, self.names = program, plan, names
         self.structs: dict[str, dict] = {}
+        self.fg: dict | None = None   # jvp: seed, dist, draw offsets of the tangents
+        self.gens: set[str] = set()   # jvp: tt_tangent generators the pass declares
 
     def shape(self, name):
         return self.program.tensors[name].shape
@@ -88,8 +91,31 @@ def _step_comment(s, ctx) -> str:
         else:
             outs.append(o)
     what = {"fwd": "forward", "vjp": f"backward wrt input {s.wrt}", "loss": "loss",
-            "update": "update", "scale": "gradient x -lr, fused SGD"}[s.kind]
+            "update": "update", "scale": "gradient x -lr, fused SGD",
+            "tangent": "parameter tangent, drawn", "loss_jvp": "loss and dL.v",
+            "jvp": "tangent" + (f", draws the tangent of input(s) {list(s.generated)}"
+                                if s.generated else "")}[s.kind]
     return f"{s.node} ({s.op}, {what}): {', '.join(outs)}".replace("*/", "* /")
+
+
+def loss_op_of(program) -> str:
+    return next(s.op for s in program.train_steps if s.kind in ("loss", "loss_jvp"))
+
+
+def _fg_context(program, ctx) -> dict:
+    """What the forward-gradient update (tt_fg_update.c.j2) needs: the perturbed parameters,
+    in export order (the order their directions are drawn in), and the optimizer."""
+    from ..passes.forward_mode import draw_offsets
+    from ..passes.zeroth_order import DISTS
+    cfg, tensors = program.config, program.tensors
+    mom = cfg.optimizer == "momentum"
+    return {"n": int(cfg.perturbations), "seed": int(cfg.seed),
+            "dist": {"rademacher": "TT_ZO_RADEMACHER", "gaussian": "TT_ZO_GAUSS"}[cfg.zo_dist],
+            "estimator": cfg.zo_estimator, "momentum": c_float(cfg.momentum) if mom else None,
+            "offsets": draw_offsets(program.fg_params, tensors, DISTS[cfg.zo_dist]),
+            "params": [{"macro": ctx.ptr(p), "size": tensors[p].size,
+                        "state": ctx.ptr(p + "__mom") if mom else "NULL"}
+                       for p in program.fg_params]}
 
 
 def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
@@ -133,28 +159,41 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
 
     forward = calls(program.forward_steps, kernels.FORWARD)
     rest = program.train_steps[len(program.forward_steps):]
-    loss_step = rest[0]
-    training = len(loss_step.outputs) > 1 or cfg.algo == "zo"
-    if not training and program.trainable:
-        raise ExportError("nothing to train: no trainable parameter influences the loss "
-                          "(check --trainable)")
-    backward = calls(rest[1:], kernels.VJP)
-    zo = None
-    if cfg.algo == "zo":
-        training = True
-        loss = {"comment": _step_comment(loss_step, ctx),
-                "call": kernels.loss_call(loss_step, ctx, "1.0f", "(*l)")}
-        zo = {"n": int(cfg.perturbations), "eps": c_float(cfg.zo_eps), "seed": int(cfg.seed),
-              "dist": {"rademacher": "TT_ZO_RADEMACHER", "gaussian": "TT_ZO_GAUSS"}[cfg.zo_dist],
-              "estimator": cfg.zo_estimator,
-              "momentum": c_float(cfg.momentum) if cfg.optimizer == "momentum" else None,
-              "params": [{"macro": ctx.ptr(p), "size": tensors[p].size,
-                          "state": ctx.ptr(p + "__mom") if cfg.optimizer == "momentum" else "NULL"}
-                         for p in program.trainable]}
-    else:
+    backprop = cfg.algo == "bp" or bool(cfg.hybrid_bp_layers)
+    fg = zo = jvp = zo_loss = None
+    loss = backward = None
+    if backprop:
+        loss_step = rest[0]
+        training = len(loss_step.outputs) > 1
+        if not training and program.trainable:
+            raise ExportError("nothing to train: no trainable parameter influences the loss "
+                              "(check --trainable)")
+        backward = calls(rest[1:], kernels.VJP)
         loss = {"comment": _step_comment(loss_step, ctx),
                 "call": kernels.loss_call(loss_step, ctx, f"(1.0f / {cfg.batch})", "l")
                 if training else ""}
+    if cfg.algo in ("zo", "jvp"):
+        training = True
+        fg = _fg_context(program, ctx)
+    if cfg.algo == "zo":
+        zo = {"eps": c_float(cfg.zo_eps)}
+        fg["coef"] = f"d / (2.0f * {zo['eps']} * (float)TT_BATCH) / (float)TT_FG_N"
+        fg["dsum_doc"] = "sum over the batch of L+ - L-"
+        lstep = Step("loss", loss_op_of(program), (program.logits, program.label),
+                     (program.loss,), loss_op_of(program))
+        zo_loss = {"comment": _step_comment(lstep, ctx),
+                   "call": kernels.loss_call(lstep, ctx, "1.0f", "(*l)")}
+    elif cfg.algo == "jvp":
+        fg["coef"] = "d / (float)TT_BATCH / (float)TT_FG_N"
+        fg["dsum_doc"] = "sum over the batch of dL . v"
+        ctx.fg = fg
+        jsteps = [{"comment": _step_comment(s, ctx), "calls": kernels.jvp_pass_calls(s, ctx)}
+                  for s in program.train_steps]
+        jvp = {"steps": jsteps, "gens": sorted(ctx.gens)}
+    if loss is None:
+        loss = {"comment": "", "call": ""}
+    if backward is None:
+        backward = []
     updates = [kernels.update_call(s, ctx, "lr", cfg, "(int)ctx->step + 1")
                for s in program.update_steps]
 
@@ -171,8 +210,9 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
     out_t = tensors[program.logits]
     in_t = tensors[program.input]
     return {
-        "banner": banner, "model_hash": model_hash, "loss": loss_step.op, "training": training,
-        "algo": cfg.algo, "zo": zo,
+        "banner": banner, "model_hash": model_hash, "loss": loss_op_of(program), "training": training,
+        "algo": cfg.algo, "zo": zo, "fg": fg, "jvp": jvp, "zo_loss": zo_loss,
+        "backprop": backprop,
         "input_size": in_t.size, "input_shape": list(in_t.shape),
         "output_size": out_t.size, "output_shape": list(out_t.shape),
         "batch": cfg.batch, "params": params,
@@ -183,7 +223,7 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
         "schedule": cfg.schedule, "lr": c_float(cfg.lr), "gamma": c_float(cfg.gamma),
         "total_steps": int(cfg.total_steps), "step_size": int(cfg.step_size),
         "logits_macro": ctx.ptr(program.logits),
-        "label_arg": "label" if loss_step.op == "SoftmaxCrossEntropy" else "target",
+        "label_arg": "label" if loss_op_of(program) == "SoftmaxCrossEntropy" else "target",
     }
 
 
@@ -192,7 +232,7 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
 RUNTIME_FILES = {
     "fp32": (("include", "tt_status.h"), ("include", "tt_kernels.h"), ("src", "tt_util.c"),
              ("src", "*_f32.c"), ("include", "tt_prng.h"), ("src", "tt_prng.c"),
-             ("include", "tt_zo.h")),
+             ("include", "tt_zo.h"), ("include", "tt_jvp.h")),
 }
 
 
@@ -225,8 +265,10 @@ def emit_project(program, plan, out_dir, *, model_hash: int, command: str = "",
             except (ValueError, KeyError):
                 raise ExportError(f"{mf} is not a tinytrain manifest; refusing to overwrite "
                                   f"{out}. Nothing was written.") from None
+            # build/ (firmware) and loss_curve.png (simulate) are written by tinytrain's own
+            # commands into the project: they are ours to keep, not foreign.
             foreign = [e for e in existing if e not in old_files and e != MANIFEST
-                       and e not in ("build", "tt_host.so")]
+                       and e not in ("build", "loss_curve.png", "tt_demo", "libtt_model.so")]
             if foreign and not force:
                 raise ExportError(
                     f"{out} holds files from an earlier export plus files tinytrain did not "

@@ -316,3 +316,130 @@ def update_call(s, ctx, lr: str, cfg, t: str):
                 f"{c_float(cfg.momentum)}, {wd})")
     return (f"tt_adam_upd_f32({ctx.ptr(p)}, {ctx.ptr(g)}, {ctx.ptr(st[0])}, {ctx.ptr(st[1])}, {n}, "
             f"{lr}, {c_float(cfg.beta1)}, {c_float(cfg.beta2)}, {c_float(cfg.eps)}, {wd}, {t})")
+
+
+# ---------------------------------------------------------------- forward mode (JVP)
+# One pass of tt_jvp_pass: forward steps, their tangents, the loss and dL.v. Parameter tangents
+# are drawn by generators (tt_tangent, tt_jvp.h) positioned at each parameter's first draw
+# of the (seed, step, k) stream; ctx.fg holds the seed, distribution and draw offsets.
+
+def _gen(ctx, var, param):
+    fg = ctx.fg
+    ctx.gens.add(var)
+    return (f"tt_tangent_init(&{var}, {fg['seed']}u, stream, {fg['offsets'][param]}u, "
+            f"{fg['dist']})")
+
+
+def _tan_io(s):
+    """(tangent tensor per forward input index, forward values read per index / OUT)."""
+    nt = len(s.tangents)
+    return dict(zip(s.tangents, s.inputs[:nt])), dict(zip(s.needs, s.inputs[nt:]))
+
+
+def _layer_jvp(kernel, head):
+    """Gemm / Conv: t_y = t_x W^T + x V^T + v_b in one kernel call."""
+    def f(s, ctx):
+        tans, _ = _tan_io(s)
+        if set(tans) - {0}:
+            from ..errors import ExportError
+            raise ExportError(f"node {s.node!r} ({s.op}): a tangent on a non-parameter weight "
+                              "or bias input has no C kernel")
+        out = []
+        gens = {1: "NULL", 2: "NULL"}
+        for i, var in ((1, "v_w"), (2, "v_b")):
+            if i in s.generated:
+                out.append(_gen(ctx, var, s.fwd_inputs[i]))
+                gens[i] = "&" + var
+        tx = ctx.ptr(tans[0]) if 0 in tans else "NULL"
+        x = ctx.ptr(s.fwd_inputs[0]) if 1 in s.generated else "NULL"
+        w = ctx.ptr(s.fwd_inputs[1]) if 0 in tans else "NULL"
+        args = head(s, ctx) + [x, tx, w, ctx.ptr(s.outputs[0])]
+        tail = [] if kernel == "tt_conv2d_jvp_f32" else _gemm_dims(s, ctx)
+        out.append(f"{kernel}({', '.join(args + tail + [gens[1], gens[2]])})")
+        return out
+    return f
+
+
+def _gemm_dims(s, ctx):
+    n, k = ctx.shape(s.fwd_inputs[0])
+    return [str(n), str(k), str(ctx.shape(s.fwd_inputs[1])[0])]
+
+
+def _conv_head(s, ctx):
+    x, w = s.fwd_inputs[0], s.fwd_inputs[1]
+    return ["&" + _conv_params(ctx, s, x, w, s.outputs[0])]
+
+
+def jvp_maxpool(s, ctx):
+    tans, saved = _tan_io(s)
+    p = _pool_params(ctx, s, s.fwd_inputs[0], s.outputs[0])
+    return [f"tt_maxpool2d_jvp_f32(&{p}, {ctx.ptr(saved[0])}, {ctx.ptr(tans[0])}, "
+            f"{ctx.ptr(s.outputs[0])})"]
+
+
+def jvp_add(s, ctx):
+    tans, _ = _tan_io(s)
+    a, b = s.fwd_inputs
+    d = _bcast(ctx, s, a, b, s.outputs[0])
+    ta = ctx.ptr(tans[0]) if 0 in tans else "NULL"
+    tb = ctx.ptr(tans[1]) if 1 in tans else "NULL"
+    return [f"tt_add_jvp_f32(&{d}, {ta}, {tb}, {ctx.ptr(s.outputs[0])})"]
+
+
+def jvp_mul(s, ctx):
+    tans, saved = _tan_io(s)
+    a, b = s.fwd_inputs
+    d = _bcast(ctx, s, a, b, s.outputs[0])
+    pa = ctx.ptr(saved[0]) if 0 in saved else "NULL"
+    pb = ctx.ptr(saved[1]) if 1 in saved else "NULL"
+    ta = ctx.ptr(tans[0]) if 0 in tans else "NULL"
+    tb = ctx.ptr(tans[1]) if 1 in tans else "NULL"
+    return [f"tt_mul_jvp_f32(&{d}, {pa}, {pb}, {ta}, {tb}, {ctx.ptr(s.outputs[0])})"]
+
+
+def _linear_jvp(fwd):
+    """A linear op's tangent is the op itself on the tangent (AveragePool, GAP, Reshape)."""
+    def f(s, ctx):
+        tans, _ = _tan_io(s)
+        return fwd(s.__class__("fwd", s.op, (tans[0],), s.outputs, s.node, s.attrs), ctx)
+    return f
+
+
+# Elementwise ops and Softmax have symmetric Jacobians: the VJP kernel with the tangent in the
+# cotangent's place is the JVP (a jvp step has the vjp step's layout: tangent, then `needs`).
+JVP = {
+    "Gemm": _layer_jvp("tt_gemm_jvp_f32", lambda s, ctx: []),
+    "Conv": _layer_jvp("tt_conv2d_jvp_f32", _conv_head),
+    "Relu": VJP["Relu"], "Sigmoid": VJP["Sigmoid"], "Tanh": VJP["Tanh"], "Clip": VJP["Clip"],
+    "LeakyRelu": VJP["LeakyRelu"], "Softmax": VJP["Softmax"],
+    "MaxPool": jvp_maxpool, "AveragePool": _linear_jvp(FORWARD["AveragePool"]),
+    "GlobalAveragePool": _linear_jvp(FORWARD["GlobalAveragePool"]),
+    "Reshape": _linear_jvp(fwd_reshape), "Add": jvp_add, "Mul": jvp_mul,
+}
+
+
+def jvp_pass_calls(s, ctx):
+    from ..errors import ExportError
+    if s.kind == "fwd":
+        return FORWARD[s.op](s, ctx)
+    if s.kind == "tangent":
+        p = s.node
+        return [_gen(ctx, "v_p", p),
+                f"tt_tangent_fill_f32(&v_p, {ctx.ptr(s.outputs[0])}, {_n(ctx.shape(p))})"]
+    if s.kind == "jvp":
+        fn = JVP.get(s.op)
+        if fn is None:
+            raise ExportError(f"node {s.node!r} ({s.op}): no fp32 C tangent kernel for this op")
+        return fn(s, ctx)
+    if s.kind == "loss_jvp":
+        # The loss gradient is written over the logits (they die here; the kernel may run in
+        # place), then dL.v = <dL/dlogits, t_logits>. scale 1: the device sums samples.
+        pred, label, tpred = s.inputs
+        sh = ctx.shape(pred)
+        g = ctx.ptr(pred)
+        if s.op == "SoftmaxCrossEntropy":
+            first = f"tt_softmax_xent_f32({g}, label, {sh[0]}, {sh[1]}, 1.0f, l, {g})"
+        else:
+            first = f"tt_mse_f32({g}, target, {_n(sh)}, 1.0f, l, {g})"
+        return [first, f"tt_dot_f32({g}, {ctx.ptr(tpred)}, {_n(sh)}, dl)"]
+    raise ExportError(f"internal: step kind {s.kind!r} in a jvp pass")

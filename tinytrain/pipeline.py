@@ -49,9 +49,9 @@ def export(model, out_dir, cfg: TrainConfig, *, precision: str = "fp32", algo: s
         raise ConfigError(f"precision {precision!r} is not available yet; this build exports "
                           "fp32 (fp16 and int8/int16 training are tracked separately)")
     algo = algo or cfg.algo
-    if algo not in ("bp", "zo"):
+    if algo not in ("bp", "zo", "jvp"):
         raise ConfigError(f"training algorithm {algo!r} is not available yet; this build "
-                          "exports bp and zo")
+                          "exports bp, zo and jvp")
     if algo != cfg.algo:
         cfg = replace(cfg, algo=algo)
     graph = load_model(model) if not isinstance(model, Graph) else model

@@ -60,7 +60,7 @@ class ReferenceTrainer:
         g = program.graph
         self.weights = {k: np.array(v, dtype=dtype) for k, v in g.initializers.items()}
         self.grads = {p: np.zeros_like(self.weights[p]) for p in program.trainable
-                      if p not in program.fused}
+                      if p + "__grad" in program.tensors}
         self.state = {n: np.zeros(t.shape, dtype) for n, t in program.tensors.items()
                       if t.role is TensorRole.OPT_STATE}
         self.step_count = 0
@@ -152,18 +152,19 @@ class ReferenceTrainer:
         p = self.program
         xb = _check_feed(p.graph, p.input, x).astype(self.dtype)
         env = run_forward(p.graph, {p.input: xb}, self.weights, self.dtype)
-        op = get_op(p.train_steps[-1].op)
+        op = get_op(next(s.op for s in p.train_steps if s.kind in ("loss", "loss_jvp")))
         return float(op.forward([env[p.logits], self._labels(y, xb.shape[0])], {}))
 
     def _zo_step(self, x, y) -> float:
-        """Zeroth-order step, exactly the sequence tt_train_step runs (passes/zeroth_order.py)."""
+        """Zeroth-order step, exactly the sequence tt_train_step runs (passes/zeroth_order.py).
+        Hybrid programs then run forward + backward at the unperturbed weights for their
+        backprop layers (train_steps/update_steps) and return that pass's loss."""
         from .errors import NumericFaultError
-        from .passes.optimizer import lr_at
         from .passes.zeroth_order import DISTS, perturb
         p, cfg = self.program, self.program.config
         f = self.dtype
         eps, dist, t = f(cfg.zo_eps), DISTS[cfg.zo_dist], self.step_count
-        names = p.trainable
+        names = p.fg_params
         ds, first = [], None
         for k in range(int(cfg.perturbations)):
             perturb(self.weights, names, cfg.seed, t, k, eps, dist)
@@ -178,13 +179,95 @@ class ReferenceTrainer:
             ds.append(f(lp) - f(lm))
             if first is None:
                 first = 0.5 * (lp + lm)
-        lr = f(lr_at(cfg, t, f))
         n = f(len(ds))
+        coefs = [(f(np.sign(d)) if cfg.zo_estimator == "sign" else d / (f(2) * eps)) / n
+                 for d in ds]
+        if cfg.hybrid_bp_layers:   # the backprop layers, at the unperturbed weights
+            first = self._bp_update(x, y, advance=False)
+        self._fg_update(coefs)
+        return float(first)
+
+    def directional_derivative(self, x, y, k: int = 0, step: int | None = None):
+        """One forward pass carrying tangents (passes/forward_mode.py) for perturbation k of
+        optimizer step `step` (default: the current one). Returns (loss, dL.v), both batch
+        means, and leaves the weights untouched."""
+        from .passes.forward_mode import TAN, draw_offsets, tangent
+        from .passes.zeroth_order import DISTS
+        p, cfg = self.program, self.program.config
+        t = self.step_count if step is None else int(step)
+        dist = DISTS[cfg.zo_dist]
+        offs = draw_offsets(p.fg_params, p.tensors, dist)
+        env: dict[str, np.ndarray] = dict(self.weights)
+        xb = _check_feed(p.graph, p.input, x).astype(self.dtype)
+        env[p.input] = xb
+        env[p.label] = self._labels(y, xb.shape[0])
+
+        def tan_of(q):
+            return tangent(cfg.seed, t, k, offs[q], p.tensors[q].shape, dist).astype(self.dtype)
+
+        loss = dl = None
+        for s in p.train_steps:
+            op = get_op(s.op) if s.kind != "tangent" else None
+            if s.kind == "fwd":
+                xs = [env[i] if i else None for i in s.inputs]
+                env[s.outputs[0]] = np.asarray(op.forward(xs, s.attrs)).astype(self.dtype, copy=False)
+            elif s.kind == "tangent":
+                env[s.outputs[0]] = tan_of(s.node)
+            elif s.kind == "jvp":
+                nt = len(s.tangents)
+                txs: list = [None] * len(s.fwd_inputs)
+                for i, name in zip(s.tangents, s.inputs[:nt]):
+                    txs[i] = env[name]
+                for i in s.generated:
+                    txs[i] = tan_of(s.fwd_inputs[i])
+                # Only what the C kernel reads (the step's `needs`) plus the output's shape.
+                xs: list = [None] * len(s.fwd_inputs)
+                for j, name in zip(s.needs, s.inputs[nt:]):
+                    if j != -1:
+                        xs[j] = env[name]
+                yv = env[s.outputs[0].removesuffix(TAN)]
+                env[s.outputs[0]] = np.asarray(op.jvp(xs, txs, yv, s.attrs)).astype(
+                    self.dtype, copy=False)
+            elif s.kind == "loss_jvp":
+                xs = [env[s.inputs[0]], env[s.inputs[1]]]
+                loss = op.forward(xs, s.attrs)
+                dl = op.jvp(xs, [env[s.inputs[2]], None], loss, s.attrs)
+        return float(loss), float(dl)
+
+    def _jvp_step(self, x, y) -> float:
+        """Forward-mode step: n passes carrying tangents, g = sum_k d_k v_k / n, applied as
+        tt_train_step does (passes/forward_mode.py)."""
+        from .errors import NumericFaultError
+        cfg = self.program.config
+        f = self.dtype
+        ds, first = [], None
+        for k in range(int(cfg.perturbations)):
+            loss, d = self.directional_derivative(x, y, k)
+            if not (np.isfinite(loss) and np.isfinite(d)):
+                raise NumericFaultError(
+                    f"training step {self.step_count}: the loss or its directional derivative "
+                    "is NaN/Inf; nothing was updated. Lower the learning rate or check the data.")
+            ds.append(f(d))
+            if first is None:
+                first = loss
+        n = f(len(ds))
+        coefs = [(f(np.sign(d)) if cfg.zo_estimator == "sign" else d) / n for d in ds]
+        self._fg_update(coefs)
+        return float(first)
+
+    def _fg_update(self, coefs) -> None:
+        """w -= lr * sum_k coef_k v_k (momentum: m = mu m + sum_k coef_k v_k; w -= lr m), v_k
+        regenerated per k over fg_params, in the order the C applies it."""
+        from .passes.optimizer import lr_at
+        from .passes.zeroth_order import DISTS, perturb
+        p, cfg = self.program, self.program.config
+        f = self.dtype
+        dist, t, names = DISTS[cfg.zo_dist], self.step_count, p.fg_params
+        lr = f(lr_at(cfg, t, f))
         if cfg.optimizer == "momentum":
             for q in names:
                 self.state[q + "__mom"] *= f(cfg.momentum)
-        for k, d in enumerate(ds):
-            coef = (f(np.sign(d)) if cfg.zo_estimator == "sign" else d / (f(2) * eps)) / n
+        for k, coef in enumerate(coefs):
             if cfg.optimizer == "momentum":
                 perturb({q: self.state[q + "__mom"] for q in names}, names, cfg.seed, t, k,
                         coef, dist)
@@ -194,15 +277,19 @@ class ReferenceTrainer:
             for q in names:
                 self.weights[q] += -lr * self.state[q + "__mom"]
         self.step_count += 1
-        return float(first)
 
     def train_step(self, x, y) -> float:
         """One optimizer step on a minibatch. On NaN/Inf nothing is changed and
         NumericFaultError is raised: the weights stay the last good ones."""
-        from .errors import NumericFaultError
-        from .passes.optimizer import apply_update
         if self.program.config.algo == "zo":
             return self._zo_step(x, y)
+        if self.program.config.algo == "jvp":
+            return self._jvp_step(x, y)
+        return self._bp_update(x, y)
+
+    def _bp_update(self, x, y, advance: bool = True) -> float:
+        from .errors import NumericFaultError
+        from .passes.optimizer import apply_update
         loss, grads = self.loss_and_grads(x, y)
         bad = [k for k, g in grads.items() if not np.all(np.isfinite(g))]
         if not np.isfinite(loss) or bad:
@@ -225,5 +312,6 @@ class ReferenceTrainer:
             raise NumericFaultError(
                 f"training step {self.step_count}: the update made {bad[0]!r} non-finite; "
                 "the weights were restored to the last good ones. Lower the learning rate.")
-        self.step_count += 1
+        if advance:
+            self.step_count += 1
         return loss

@@ -256,17 +256,14 @@ static int window_argmax(const float *xc, int in_w, int h0, int h1, int w0, int 
 tt_status tt_maxpool2d_jvp_f32(const tt_pool2d_params *p, const float *x, const float *tx,
                                float *TT_RESTRICT ty)
 {
+    const tt_status st = tt_pool2d_check(p);
     int c, oh, ow;
     size_t in_hw;
-    if (p == NULL || x == NULL || tx == NULL || ty == NULL) {
-        return TT_ERR_ARG;
+    if (st != TT_OK) {
+        return st;
     }
-    if (p->c <= 0 || p->in_h <= 0 || p->in_w <= 0 || p->out_h <= 0 || p->out_w <= 0 ||
-        p->k_h <= 0 || p->k_w <= 0 || p->stride_h <= 0 || p->stride_w <= 0 || p->pad_top < 0 ||
-        p->pad_left < 0 || p->pad_top >= p->k_h || p->pad_left >= p->k_w ||
-        (p->out_h - 1) * p->stride_h - p->pad_top >= p->in_h ||
-        (p->out_w - 1) * p->stride_w - p->pad_left >= p->in_w) {
-        return TT_ERR_SHAPE;
+    if (x == NULL || tx == NULL || ty == NULL) {
+        return TT_ERR_ARG;
     }
     in_hw = (size_t)p->in_h * (size_t)p->in_w;
     for (c = 0; c < p->c; ++c) {

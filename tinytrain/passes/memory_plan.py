@@ -80,9 +80,10 @@ def _may_overwrite_input0(step, tensors) -> bool:
         return True
     if step.kind == "fwd":
         return get_op(step.op).inplace and tensors[step.inputs[0]].shape == tensors[step.outputs[0]].shape
-    if step.kind == "vjp" and not step.accumulate:
+    if step.kind in ("vjp", "jvp") and not step.accumulate:
         op = get_op(step.op)
         # Elementwise VJPs read gy[i] (and saved y[i]/x[i]) and write gx[i]: safe over gy.
+        # Their JVPs (the same kernels, tangent for cotangent) likewise over the tangent t_x.
         return op.inplace and tensors[step.inputs[0]].shape == tensors[step.outputs[0]].shape
     return False
 
@@ -148,7 +149,8 @@ def plan_arena(program: TrainingProgram, steps=None) -> MemoryPlan:
             continue
         out = s.outputs[0]
         src = s.inputs[0]
-        view = (s.op == "Reshape" and (s.kind == "fwd" or (s.kind == "vjp" and not s.accumulate)))
+        view = (s.op == "Reshape" and (s.kind in ("fwd", "jvp")
+                                       or (s.kind == "vjp" and not s.accumulate)))
         if view:
             if in_arena(src):
                 parent[find(out)] = find(src)

@@ -21,7 +21,8 @@ GRAD = "__grad"
 
 @dataclass(frozen=True)
 class Step:
-    """One kernel call. kind: "fwd" | "loss" | "vjp" | "update"."""
+    """One kernel call. kind: "fwd" | "loss" | "vjp" | "update" | "scale" (fused SGD) |
+    "tangent" | "jvp" | "loss_jvp" (forward mode, passes/forward_mode.py)."""
     kind: str
     op: str
     inputs: tuple[str, ...]
@@ -32,6 +33,8 @@ class Step:
     needs: tuple[int, ...] = ()    # vjp: forward-input indices (OUT = output) in inputs[1:]
     fwd_inputs: tuple[str, ...] = ()  # vjp: the forward node's inputs (for shapes)
     accumulate: bool = False       # vjp: add into the gradient instead of overwriting it
+    tangents: tuple[int, ...] = ()   # jvp: forward inputs whose tangent tensor is in inputs
+    generated: tuple[int, ...] = ()  # jvp: parameter inputs whose tangent the kernel draws
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,17 @@ class TrainConfig:
     batch: int = 1
     # Batch 1 + plain SGD: apply each weight gradient as it is computed (no gradient buffers).
     fuse_update: bool = True
-    # Training algorithm: "bp" backpropagation, "zo" zeroth-order forward gradient (SPSA).
+    # Training algorithm: "bp" backpropagation, "zo" zeroth-order forward gradient (SPSA),
+    # "jvp" forward-mode forward gradient (one forward pass carrying tangents).
     algo: str = "bp"
-    perturbations: int = 1          # zo: perturbations averaged per step
+    perturbations: int = 1          # zo/jvp: random directions averaged per step
     zo_eps: float = 1e-3            # zo: perturbation scale
-    zo_dist: str = "rademacher"     # zo: "rademacher" (+-1) or "gaussian"
-    zo_estimator: str = "spsa"      # zo: "spsa" (magnitude) or "sign" (sign-SPSA)
+    zo_dist: str = "rademacher"     # zo/jvp: "rademacher" (+-1) or "gaussian"
+    zo_estimator: str = "spsa"      # zo/jvp: "spsa" (magnitude) or "sign" (sign of d only)
     seed: int = 0                   # PRNG seed of the perturbations
+    # zo only (ElasticZO-style hybrid): the last N layers with parameters train by backprop
+    # from the unperturbed pass, the earlier trainable layers by zo.
+    hybrid_bp_layers: int = 0
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -71,12 +78,18 @@ class TrainConfig:
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
         if int(self.batch) < 1:
             raise ConfigError(f"batch must be at least 1, got {self.batch}")
-        if self.algo not in ("bp", "zo"):
-            raise ConfigError(f"unknown training algorithm {self.algo!r}; choose bp or zo")
-        if self.algo == "zo":
+        if self.algo not in ("bp", "zo", "jvp"):
+            raise ConfigError(f"unknown training algorithm {self.algo!r}; choose bp, zo or jvp")
+        if int(self.hybrid_bp_layers) < 0:
+            raise ConfigError(f"hybrid_bp_layers must be >= 0, got {self.hybrid_bp_layers}")
+        if self.hybrid_bp_layers and self.algo != "zo":
+            raise ConfigError("hybrid_bp_layers combines zo with backprop for the last layers; "
+                              f"it needs algo 'zo', not {self.algo!r}")
+        if self.algo in ("zo", "jvp"):
             if self.optimizer not in ("sgd", "momentum"):
-                raise ConfigError(f"zo training supports the sgd and momentum optimizers, not "
-                                  f"{self.optimizer!r} (Adam would need a gradient buffer)")
+                raise ConfigError(f"{self.algo} training supports the sgd and momentum "
+                                  f"optimizers, not {self.optimizer!r} (Adam would need a "
+                                  "gradient buffer)")
             if not 1 <= int(self.perturbations) <= 64:
                 raise ConfigError(f"perturbations must be 1..64, got {self.perturbations}")
             if not self.zo_eps > 0:
@@ -87,7 +100,7 @@ class TrainConfig:
             if self.zo_estimator not in ("spsa", "sign"):
                 raise ConfigError(f"unknown zo estimator {self.zo_estimator!r}; choose spsa or sign")
             if self.weight_decay:
-                raise ConfigError("weight decay is not available with zo training")
+                raise ConfigError(f"weight decay is not available with {self.algo} training")
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,9 @@ class TrainingProgram:
     loss: str
     # Parameters updated inside the backward pass (fused SGD): no gradient buffer, no update step.
     fused: tuple[str, ...] = ()
+    # zo / jvp: the parameters the random directions perturb (all trainable ones, except the
+    # backprop layers of a hybrid program, which train by train_steps/update_steps).
+    fg_params: tuple[str, ...] = ()
 
     @property
     def input(self) -> str:
@@ -176,20 +192,27 @@ def build_training_program(graph: Graph, cfg: TrainConfig) -> TrainingProgram:
     tensors[loss.name] = loss
 
     fwd = tuple(Step("fwd", n.op, n.inputs, n.outputs, n.name, n.attrs) for n in graph.nodes)
-    if cfg.algo == "zo":
+    if cfg.algo in ("zo", "jvp"):
         # Forward passes only: no gradients, no saved activations; the optimizer state (momentum)
         # is the only per-parameter memory beyond the weights.
         if not trainable:
-            raise ConfigError("zo training needs at least one trainable parameter")
+            raise ConfigError(f"{cfg.algo} training needs at least one trainable parameter")
+        if cfg.hybrid_bp_layers:
+            return _hybrid_program(graph, cfg, trainable)
         for p in trainable:
             for st in state_names(cfg.optimizer):
                 sn = f"{p}__{st}"
                 tensors[sn] = Tensor(sn, tensors[p].shape, tensors[p].dtype, TensorRole.OPT_STATE)
-        loss_only = Step("loss", loss_op, (logits, label.name), (loss.name,), loss_op)
+        if cfg.algo == "jvp":
+            from .forward_mode import build_jvp_steps
+            fwd, steps = build_jvp_steps(graph, trainable, tensors, Step, loss_op, logits,
+                                         label.name, loss.name)
+        else:
+            steps = fwd + (Step("loss", loss_op, (logits, label.name), (loss.name,), loss_op),)
         return TrainingProgram(graph=graph, config=cfg, tensors=tensors, forward_steps=fwd,
-                               train_steps=fwd + (loss_only,), update_steps=(),
+                               train_steps=steps, update_steps=(),
                                trainable=trainable, logits=logits, label=label.name,
-                               loss=loss.name)
+                               loss=loss.name, fg_params=trainable)
 
     # Which tensors carry a gradient: trainable params and everything computed from them.
     requires = set(trainable)
@@ -263,6 +286,36 @@ def build_training_program(graph: Graph, cfg: TrainConfig) -> TrainingProgram:
                            train_steps=fwd + tuple(steps), update_steps=tuple(updates),
                            trainable=trainable, logits=logits, label=label.name, loss=loss.name,
                            fused=fused)
+
+
+def _hybrid_program(graph: Graph, cfg: TrainConfig, trainable) -> TrainingProgram:
+    """ElasticZO-style hybrid: the trainable parameters of the last ``hybrid_bp_layers`` layers
+    train by backprop (train_steps/update_steps of a bp program restricted to them: the
+    backward pass stops at the first of them and keeps only their activations), every other
+    trainable parameter by zo (fg_params)."""
+    from dataclasses import replace
+    n = int(cfg.hybrid_bp_layers)
+    layers = graph.param_nodes()
+    if n > len(layers):
+        raise ConfigError(f"hybrid_bp_layers={n}: the model has only {len(layers)} layers with "
+                          "parameters")
+    last = {i for node in layers[-n:] for i in node.inputs}
+    bp = tuple(p for p in trainable if p in last)
+    zo = tuple(p for p in trainable if p not in last)
+    if not bp:
+        raise ConfigError(f"hybrid_bp_layers={n}: none of the last {n} layers is trainable "
+                          f"(trainable: {', '.join(trainable)})")
+    if not zo:
+        raise ConfigError(f"hybrid_bp_layers={n} covers every trainable parameter: nothing "
+                          "is left for zo; use algo bp")
+    sub = build_training_program(graph, replace(cfg, algo="bp", trainable=bp,
+                                                hybrid_bp_layers=0))
+    tensors = dict(sub.tensors)
+    for p in zo:
+        for st in state_names(cfg.optimizer):
+            sn = f"{p}__{st}"
+            tensors[sn] = Tensor(sn, tensors[p].shape, tensors[p].dtype, TensorRole.OPT_STATE)
+    return replace(sub, config=cfg, tensors=tensors, trainable=trainable, fg_params=zo)
 
 
 def fuse_sgd_updates(steps, tensors, graph, trainable):
