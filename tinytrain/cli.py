@@ -74,16 +74,20 @@ def _add_train_options(p):
     g.add_argument("--batch", type=int, default=1,
                    help="samples per optimizer step (the device accumulates gradients over "
                         "them; the arena still holds one sample)")
-    z = p.add_argument_group("forward-gradient options (--algo zo)")
+    z = p.add_argument_group("forward-gradient options (--algo zo / jvp)")
     z.add_argument("--perturbations", type=int, default=1, metavar="N",
                    help="random directions averaged per optimizer step (default 1)")
     z.add_argument("--eps", type=float, default=1e-3,
-                   help="perturbation size: losses are taken at w + eps*z and w - eps*z")
+                   help="zo perturbation size: losses are taken at w + eps*z and w - eps*z")
     z.add_argument("--zo-dist", default="rademacher", choices=["rademacher", "gaussian"],
-                   help="distribution of the perturbation z (default rademacher, +-1)")
+                   help="distribution of the direction z / tangent v (default rademacher, +-1)")
     z.add_argument("--zo-estimator", default="spsa", choices=["spsa", "sign"],
-                   help="spsa: step along (L+ - L-)/(2 eps) z; sign: along sign(L+ - L-) z")
+                   help="spsa: step along d*z with d = (L+ - L-)/(2 eps) (zo) or dL.v (jvp); "
+                        "sign: along sign(d)*z")
     z.add_argument("--zo-seed", type=int, default=0, help="seed of the perturbation PRNG")
+    z.add_argument("--hybrid-bp-layers", type=int, default=0, metavar="N",
+                   help="zo only: train the last N layers with parameters by backprop (from the "
+                        "unperturbed pass) and only the earlier ones by zo (default 0)")
 
 
 def _config(args):
@@ -95,7 +99,8 @@ def _config(args):
                        step_size=args.step_size, gamma=args.gamma, trainable=trainable,
                        batch=args.batch, algo=getattr(args, "algo", "bp"),
                        perturbations=args.perturbations, zo_eps=args.eps, zo_dist=args.zo_dist,
-                       zo_estimator=args.zo_estimator, seed=args.zo_seed)
+                       zo_estimator=args.zo_estimator, seed=args.zo_seed,
+                       hybrid_bp_layers=args.hybrid_bp_layers)
 
 
 def _console():
@@ -136,6 +141,8 @@ def cmd_inspect(args):
     from .passes.memory_plan import plan_arena
     con = _console()
     g = load_model(args.model)
+    hy = args.hybrid_bp_layers or 1      # inspect has no --algo: only the hybrid row uses it
+    args.hybrid_bp_layers = 0
     cfg = _config(args)
     program, plan = make_program(g, cfg)
     needs_grad = {s.outputs[0] for s in program.train_steps if s.kind == "vjp"}
@@ -182,16 +189,22 @@ def cmd_inspect(args):
     modes.add_row("inference only", _fmt_bytes(infer_plan.arena_bytes),
                   _fmt_bytes(infer_plan.arena_bytes + plan.section_bytes["params_rw"]),
                   "forward pass, trainable params in RAM")
-    for algo in ("bp", "zo"):
+    for algo, hybrid in (("bp", 0), ("zo", 0), ("jvp", 0), ("zo", hy)):
         opt = cfg.optimizer if algo == "bp" or cfg.optimizer != "adam" else "sgd"
+        name = f"{algo} + bp last {hybrid}" if hybrid else algo
         try:
-            pl = plan_arena(build_training_program(g, _replace(cfg, algo=algo, optimizer=opt)))
+            pl = plan_arena(build_training_program(
+                g, _replace(cfg, algo=algo, optimizer=opt, hybrid_bp_layers=hybrid)))
         except TinytrainError as e:
-            modes.add_row(algo, "", "", str(e))
+            modes.add_row(name, "", "", str(e))
             continue
         note = {"bp": "backprop: saved activations + gradients",
-                "zo": "2 forward passes per direction, z regenerated, nothing saved"}[algo]
-        modes.add_row(f"{algo} ({opt})", _fmt_bytes(pl.arena_bytes), _fmt_bytes(pl.ram_bytes), note)
+                "zo": "2 forward passes per direction, z regenerated, nothing saved",
+                "jvp": "1 forward pass carrying tangents per direction, v regenerated"}[algo]
+        if hybrid:
+            note = f"zo, but the last {hybrid} layer(s) by backprop from the unperturbed pass"
+        modes.add_row(f"{name} ({opt})", _fmt_bytes(pl.arena_bytes), _fmt_bytes(pl.ram_bytes),
+                      note)
     con.print(modes)
     if args.arena_map:
         con.print(plan.ascii_map())
@@ -316,8 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--epochs", type=int, default=5)
     s.add_argument("--seed", type=int, default=0, help="shuffling seed (default 0)")
     s.add_argument("-o", "--output", help="write the trained model to this ONNX file")
-    s.add_argument("--algo", default="bp", choices=["bp", "zo"],
-                   help="bp = backpropagation, zo = zeroth-order forward gradient")
+    s.add_argument("--algo", default="bp", choices=["bp", "zo", "jvp"],
+                   help="bp = backpropagation, zo = zeroth-order forward gradient, jvp = "
+                        "forward-mode forward gradient")
     s.add_argument("--plot", help="write a loss/accuracy curve PNG here")
     _add_train_options(s)
     s.set_defaults(func=cmd_train)
@@ -332,10 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output directory")
     s.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int16"],
                    help="number format of the training graph (this build: fp32)")
-    s.add_argument("--algo", default="bp", choices=["bp", "zo"],
+    s.add_argument("--algo", default="bp", choices=["bp", "zo", "jvp"],
                    help="bp = backpropagation; zo = zeroth-order forward gradient (two "
                         "forward passes per random direction, no backward pass: the arena is "
-                        "the inference arena)")
+                        "the inference arena); jvp = forward-mode forward gradient (one "
+                        "forward pass carrying tangents per direction: about twice the "
+                        "inference arena, exact directional derivatives)")
     _add_train_options(s)
     s.set_defaults(func=cmd_export)
 

@@ -395,3 +395,24 @@ def test_forward_gradient_c_is_asan_ubsan_clean(tmp_path, algo, model):
                       optimizer="momentum", hybrid_bp_layers=2 if algo == "zo" else 0)
     res, *_ = export(MODELS / f"{model}.onnx", tmp_path / "out", cfg, command="test")
     assert run_sanitized(res.out_dir, steps=4).startswith("ok 4 steps")
+
+
+def test_cli_jvp_and_hybrid(tmp_path, data, capsys):
+    import json
+    from tinytrain.cli import main
+    from tinytrain.datasets import save_npz
+    npz = tmp_path / "d.npz"
+    save_npz(npz, x_train=data["x_train"][:40], y_train=data["y_train"][:40],
+             x_test=data["x_test"][:50], y_test=data["y_test"][:50])
+    assert main(["inspect", str(MODELS / "cnn.onnx"), "--hybrid-bp-layers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "jvp (sgd)" in out and "zo + bp last 1 (sgd)" in out
+    assert main(["export", str(MODELS / "mlp.onnx"), "-o", str(tmp_path / "p"), "--algo", "jvp",
+                 "--perturbations", "2", "--lr", "1e-3"]) == 0
+    assert json.loads((tmp_path / "p" / "tt_manifest.json").read_text())["algo"] == "jvp"
+    assert main(["simulate", str(tmp_path / "p"), "--data", str(npz), "--epochs", "1"]) == 0
+    assert main(["train", str(MODELS / "mlp.onnx"), "--data", str(npz), "--epochs", "1",
+                 "--algo", "zo", "--hybrid-bp-layers", "1", "--eps", "0.01"]) == 0
+    assert main(["train", str(MODELS / "mlp.onnx"), "--data", str(npz), "--epochs", "1",
+                 "--algo", "bp", "--hybrid-bp-layers", "1"]) == 2
+    assert "needs algo 'zo'" in capsys.readouterr().err
