@@ -118,7 +118,27 @@ tt_status tt_gemm_jvp_f32(const float *x, const float *tx, const float *w, float
     } else {
         zero(ty, (size_t)n * (size_t)m);
     }
-    if (vw != NULL) {
+    if (vw != NULL && n == 1 && vw->dist == TT_ZO_RADEMACHER) {
+        /* batch 1 (what the generated code runs), Rademacher: one chain per output in a
+           register, the signs taken straight from the draws (same values, same order) */
+        uint32_t word = vw->word;
+        int bits = vw->bits;
+        for (j = 0; j < m; ++j) {
+            float acc = ty[j];
+            for (kk = 0; kk < k; ++kk) {
+                if (bits == 0) {
+                    word = tt_prng_u32(&vw->st);
+                    bits = 32;
+                }
+                acc = (word & 1u) ? acc - x[kk] : acc + x[kk];
+                word >>= 1;
+                --bits;
+            }
+            ty[j] = acc;
+        }
+        vw->word = word;
+        vw->bits = bits;
+    } else if (vw != NULL) {
         /* weight-stationary: V[j][kk] is drawn once, in memory order, and added to output
            column j of every row; each ty[i][j] still sees its terms in kk order */
         for (j = 0; j < m; ++j) {
