@@ -65,7 +65,13 @@ def test_template_files_instantiate_every_declared_kernel(tmp_path):
         objs.append(str(obj))
     defined = set(subprocess.run(["nm", "--defined-only", *objs], capture_output=True,
                                  text=True, check=True).stdout.split())
-    import conftest
+    # this directory's conftest by path: a bare `import conftest` may find another directory's
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("numerics_conftest",
+                                                  Path(__file__).with_name("conftest.py"))
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+
     def names(headers):
         saved = conftest.HEADERS
         conftest.HEADERS = headers
