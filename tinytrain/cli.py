@@ -43,6 +43,9 @@ trainable sets (--trainable):
   NAMES      comma-separated parameter names or regular expressions, e.g. 'fc2\\..*,conv1.bias'
   Layers before the first trainable one compute no input gradients, and frozen layers keep
   no activations for the backward pass: a smaller trainable set needs less RAM.
+  With --algo zo / jvp the trainable set is also the set of perturbed parameters (sparse
+  perturbation): random directions are drawn only for it, which lowers the estimator's
+  variance and, for jvp, skips the tangents of every layer before it.
 
 exit status:
   0 success, 1 training stopped on a numeric fault (weights kept), 2 bad input or usage.

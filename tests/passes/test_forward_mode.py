@@ -416,3 +416,30 @@ def test_cli_jvp_and_hybrid(tmp_path, data, capsys):
     assert main(["train", str(MODELS / "mlp.onnx"), "--data", str(npz), "--epochs", "1",
                  "--algo", "bp", "--hybrid-bp-layers", "1"]) == 2
     assert "needs algo 'zo'" in capsys.readouterr().err
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board", ["qemu-cortex-m4", "qemu-rv32imafc"])
+def test_jvp_and_hybrid_on_emulated_boards_bit_identical_to_host(tmp_path, data, board):
+    """The generated jvp (CNN, Gaussian tangents, momentum) and hybrid zo (MLP, fused SGD)
+    training steps on an emulated Cortex-M4F / RV32F: every loss and the trained parameters
+    bit-identical to the host build (fmaf everywhere, -ffp-contract=off)."""
+    from tinytrain.boards import load_board
+    from tinytrain.device import run_on_board
+    from tinytrain.sim.cross import toolchain_available
+    from tinytrain.sim.qemu import qemu_available
+    b = load_board(board)
+    if not toolchain_available(b) or not qemu_available(b):
+        pytest.skip(f"{board}: cross toolchain or QEMU not installed")
+    x, y = data["x_train"][:6].astype(np.float32), data["y_train"][:6]
+    for model, cfg in (("cnn", TrainConfig(algo="jvp", lr=1e-4, perturbations=2,
+                                           optimizer="momentum", zo_dist="gaussian")),
+                       ("mlp", TrainConfig(algo="zo", lr=1e-3, perturbations=2, zo_eps=1e-2,
+                                           hybrid_bp_layers=1))):
+        res, *_ = export(MODELS / f"{model}.onnx", tmp_path / model, cfg, command="test")
+        host = HostModel(res.out_dir)
+        losses = np.array([host.train_step(x[i], y[i:i + 1]) for i in range(6)], np.float32)
+        run = run_on_board(res.out_dir, board, x, y, 6, timeout_s=300)
+        np.testing.assert_array_equal(run.loss_bits, losses.view(np.uint32))
+        for k, v in run.params.items():
+            np.testing.assert_array_equal(v.view(np.uint32), host.params[k].view(np.uint32))
