@@ -5,6 +5,7 @@ constant parameter structs) and returns the C statements. Shapes are the batch-1
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from math import prod
 
 from .cfloat import c_float
@@ -401,7 +402,7 @@ def _linear_jvp(fwd):
     """A linear op's tangent is the op itself on the tangent (AveragePool, GAP, Reshape)."""
     def f(s, ctx):
         tans, _ = _tan_io(s)
-        return fwd(s.__class__("fwd", s.op, (tans[0],), s.outputs, s.node, s.attrs), ctx)
+        return fwd(replace(s, kind="fwd", inputs=(tans[0],)), ctx)
     return f
 
 

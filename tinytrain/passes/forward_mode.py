@@ -42,7 +42,7 @@ import numpy as np
 
 from ..ir import OUT, Tensor, TensorRole, get_op
 from ..numerics.prng import Pcg32, stream_id
-from .zeroth_order import DISTS, GAUSS, GAUSS_SCALE, RADEMACHER
+from .zeroth_order import GAUSS, GAUSS_SCALE, RADEMACHER
 
 TAN = "__tan"
 # Ops whose JVP kernels draw their own parameter tangents (weight-stationary, nothing stored).
@@ -76,10 +76,6 @@ def tangent(seed: int, step: int, k: int, skip: int, shape, dist: int) -> np.nda
     else:
         raise ValueError(f"unknown tangent distribution {dist}")
     return v.reshape(shape)
-
-
-def dist_code(name: str) -> int:
-    return DISTS[name]
 
 
 def build_jvp_steps(graph, trainable, tensors, step_cls, loss_op, logits, label, loss):
