@@ -20,4 +20,4 @@ if [ "$need_apt" = 1 ]; then
 fi
 
 python -m pip install -q --disable-pip-version-check -e ".[test]"
-python -m pytest -q -p no:cacheprovider "$@"
+python -m pytest -p no:cacheprovider "$@"
