@@ -247,60 +247,6 @@ tt_status tt_conv2d_jvp_f32(const tt_conv2d_params *p, const float *x, const flo
     return TT_OK;
 }
 
-/* First maximum of the clipped window, NaN counting as the largest (the first NaN wins): the
- * rule of tt_maxpool2d_fwd_f32 / _bwd_x_f32 (tt_pool_f32.c). */
-static int window_argmax(const float *xc, int in_w, int h0, int h1, int w0, int w1)
-{
-    int best = h0 * in_w + w0;
-    float m = xc[best];
-    int ih, iw;
-    if (m != m) {
-        return best;
-    }
-    for (ih = h0; ih < h1; ++ih) {
-        const float *row = xc + ih * in_w;
-        for (iw = w0; iw < w1; ++iw) {
-            const float v = row[iw];
-            if (v > m || v != v) {
-                best = ih * in_w + iw;
-                if (v != v) {
-                    return best;
-                }
-                m = v;
-            }
-        }
-    }
-    return best;
-}
-
-tt_status tt_maxpool2d_jvp_f32(const tt_pool2d_params *p, const float *x, const float *tx,
-                               float *TT_RESTRICT ty)
-{
-    const tt_status st = tt_pool2d_check(p);
-    int c, oh, ow;
-    size_t in_hw;
-    if (st != TT_OK) {
-        return st;
-    }
-    if (x == NULL || tx == NULL || ty == NULL) {
-        return TT_ERR_ARG;
-    }
-    in_hw = (size_t)p->in_h * (size_t)p->in_w;
-    for (c = 0; c < p->c; ++c) {
-        const float *xc = x + (size_t)c * in_hw;
-        const float *tc = tx + (size_t)c * in_hw;
-        for (oh = 0; oh < p->out_h; ++oh) {
-            const int hs = oh * p->stride_h - p->pad_top;
-            const int h0 = imax(hs, 0), h1 = imin(hs + p->k_h, p->in_h);
-            for (ow = 0; ow < p->out_w; ++ow) {
-                const int ws = ow * p->stride_w - p->pad_left;
-                const int w0 = imax(ws, 0), w1 = imin(ws + p->k_w, p->in_w);
-                *ty++ = tc[window_argmax(xc, p->in_w, h0, h1, w0, w1)];
-            }
-        }
-    }
-    return TT_OK;
-}
 
 static int bcast_ok(const tt_bcast4 *p)
 {

@@ -6,6 +6,7 @@
  * there is). Windows are visited in row-major order.
  */
 #include "tt_kernels.h"
+#include "tt_jvp.h"
 
 static int imax(int a, int b)
 {
@@ -215,6 +216,37 @@ tt_status tt_global_avgpool_bwd_x_f32(const float *gy, float *TT_RESTRICT gx, in
             }
         }
         gx += hw;
+    }
+    return TT_OK;
+}
+
+/* Forward-mode tangent of max pooling: the tangent at the window's first maximum (the same
+ * argmax rule as the forward and backward kernels above). Declared in tt_jvp.h. */
+tt_status tt_maxpool2d_jvp_f32(const tt_pool2d_params *p, const float *x, const float *tx,
+                               float *TT_RESTRICT ty)
+{
+    const tt_status st = tt_pool2d_check(p);
+    int c, oh, ow;
+    size_t in_hw;
+    if (st != TT_OK) {
+        return st;
+    }
+    if (x == NULL || tx == NULL || ty == NULL) {
+        return TT_ERR_ARG;
+    }
+    in_hw = (size_t)p->in_h * (size_t)p->in_w;
+    for (c = 0; c < p->c; ++c) {
+        const float *xc = x + (size_t)c * in_hw;
+        const float *tc = tx + (size_t)c * in_hw;
+        for (oh = 0; oh < p->out_h; ++oh) {
+            const int hs = oh * p->stride_h - p->pad_top;
+            const int h0 = imax(hs, 0), h1 = imin(hs + p->k_h, p->in_h);
+            for (ow = 0; ow < p->out_w; ++ow) {
+                const int ws = ow * p->stride_w - p->pad_left;
+                const int w0 = imax(ws, 0), w1 = imin(ws + p->k_w, p->in_w);
+                *ty++ = tc[window_argmax(xc, p->in_w, h0, h1, w0, w1)];
+            }
+        }
     }
     return TT_OK;
 }
