@@ -37,7 +37,9 @@ def test_instruction_counter_is_linear_in_loop_length(name, build_root):
     assert deltas == sorted(deltas) and deltas[0] > 0
     overhead = rows[0][1] - 2 * rows[0][0]
     assert 0 < overhead < 40
-    tolerance = 0 if board.instret.method == "rdinstret" else 1
+    # rdinstret is exact. The MPS2 counter converts ticks to instructions with +-1 rounding,
+    # and both the overhead (first row) and each delta carry it: they can differ by 2.
+    tolerance = 0 if board.instret.method == "rdinstret" else 2
     for n, delta, _ticks in rows:
         assert abs(delta - (2 * n + overhead)) <= tolerance, (n, delta, overhead)
     if board.instret.method == "mps2_fpgaio":
