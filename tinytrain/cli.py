@@ -8,7 +8,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 
 from . import __version__
 from .errors import TinytrainError
@@ -148,7 +147,6 @@ def cmd_inspect(args):
     args.hybrid_bp_layers = 0
     cfg = _config(args)
     program, plan = make_program(g, cfg)
-    needs_grad = {s.outputs[0] for s in program.train_steps if s.kind == "vjp"}
     t = Table(title=f"{Path(args.model).name}: {len(g.nodes)} nodes, "
               f"{sum(g.tensors[p].size for p in g.params):,} parameters "
               f"({sum(g.tensors[p].size for p in program.trainable):,} trainable)",

@@ -233,7 +233,23 @@ def save_npz(path, **arrays) -> None:
     np.savez(path, **_check(arrays))
 
 
+def read_npz(path) -> dict:
+    """Every array of an npz file; a missing or unreadable file is a TinytrainError that says
+    what is wrong (no traceback from zipfile)."""
+    from pathlib import Path
+
+    from .errors import TinytrainError
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise TinytrainError(f"data file {p} does not exist") from None
+    except Exception as e:  # zipfile / format errors
+        raise TinytrainError(f"cannot read data file {p}: {e}. It must be a .npz with arrays "
+                             "x_train, y_train (and optionally x_test, y_test).") from None
+
+
 def load_npz(path) -> dict:
-    """Read and validate an npz dataset; returns a dict of arrays."""
-    with np.load(path, allow_pickle=False) as f:
-        return _check({k: f[k] for k in f.files})
+    """Read and validate a classification npz dataset; returns a dict of arrays."""
+    return _check(read_npz(path))

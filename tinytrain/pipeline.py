@@ -63,15 +63,9 @@ def export(model, out_dir, cfg: TrainConfig, *, precision: str = "fp32", algo: s
 
 def load_npz(path) -> dict:
     """Training data: x_train, y_train (and optionally x_test, y_test)."""
+    from .datasets import read_npz
     p = Path(path)
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise TinytrainError(f"data file {p} does not exist") from None
-    except Exception as e:  # zipfile / format errors: say what is wrong, not where
-        raise TinytrainError(f"cannot read data file {p}: {e}. It must be a .npz with arrays "
-                             "x_train, y_train (and optionally x_test, y_test).") from None
+    d = read_npz(p)
     for k in ("x_train", "y_train"):
         if k not in d:
             raise TinytrainError(f"data file {p} has no array {k!r} (it has {sorted(d)}); "
@@ -80,7 +74,3 @@ def load_npz(path) -> dict:
         raise TinytrainError(f"data file {p}: x_train has {len(d['x_train'])} samples but "
                              f"y_train has {len(d['y_train'])}")
     return d
-
-
-def config_with(cfg: TrainConfig, **kw) -> TrainConfig:
-    return replace(cfg, **{k: v for k, v in kw.items() if v is not None})
