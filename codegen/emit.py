@@ -243,11 +243,9 @@ def _runtime_files(precision: str = "fp32") -> list[Path]:
     return out
 
 
-def emit_project(program, plan, out_dir, *, model_hash: int, command: str = "",
-                 force: bool = False) -> EmitResult:
-    """Write the C project. Refuses a non-empty directory that tinytrain did not create;
-    on re-export it replaces only the files listed in the previous manifest."""
-    out = Path(out_dir)
+def prepare_out_dir(out: Path, force: bool) -> list[str]:
+    """Refuse a non-empty directory tinytrain did not create; return the files the previous
+    export listed in its manifest (the only ones a re-export may replace)."""
     old_files: list[str] = []
     if out.exists():
         if not out.is_dir():
@@ -274,29 +272,48 @@ def emit_project(program, plan, out_dir, *, model_hash: int, command: str = "",
                     f"{out} holds files from an earlier export plus files tinytrain did not "
                     f"create ({', '.join(foreign[:5])}); move them away or export elsewhere. "
                     "Nothing was written.")
-    ctx = emit_context(program, plan, model_hash=model_hash, command=command)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False)
-    rendered = {
-        "tt_model.h": env.get_template("tt_model.h.j2").render(**ctx),
-        "tt_model.c": env.get_template("tt_model.c.j2").render(**ctx),
-        "main.c": env.get_template("main.c.j2").render(**ctx),
-        "Makefile": env.get_template("Makefile.j2").render(**ctx),
-        "README.md": env.get_template("README.md.j2").render(**ctx),
-    }
+    return old_files
+
+
+def write_project(out: Path, old_files, rendered: dict, runtime_files) -> list[str]:
+    """Write the rendered sources and copy the runtime files; remove only files the previous
+    export created that this one does not. Returns the file names written."""
     out.mkdir(parents=True, exist_ok=True)
+    keep = set(rendered) | {f.name for f in runtime_files}
     for stale in old_files:  # only what our previous export created
         p = out / stale
-        if p.is_file() and stale not in rendered:
+        if p.is_file() and stale not in keep:
             p.unlink()
     files = []
     for name, text in rendered.items():
         (out / name).write_text(text)
         files.append(name)
-    for f in _runtime_files():
+    for f in runtime_files:
         shutil.copyfile(f, out / f.name)
         files.append(f.name)
+    return files
+
+
+def render(ctx: dict, templates: dict) -> dict:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    return {name: env.get_template(t).render(**ctx) for name, t in templates.items()}
+
+
+PROJECT_TEMPLATES = {"tt_model.h": "tt_model.h.j2", "tt_model.c": "tt_model.c.j2",
+                     "main.c": "main.c.j2", "Makefile": "Makefile.j2",
+                     "README.md": "README.md.j2"}
+
+
+def emit_project(program, plan, out_dir, *, model_hash: int, command: str = "",
+                 force: bool = False) -> EmitResult:
+    """Write the C project. Refuses a non-empty directory that tinytrain did not create;
+    on re-export it replaces only the files listed in the previous manifest."""
+    out = Path(out_dir)
+    old_files = prepare_out_dir(out, force)
+    ctx = emit_context(program, plan, model_hash=model_hash, command=command)
+    files = write_project(out, old_files, render(ctx, PROJECT_TEMPLATES), _runtime_files())
     cfg = program.config
     manifest = {
         "tinytrain": __version__, "model_hash": f"{model_hash:08x}", "command": command,

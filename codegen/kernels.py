@@ -68,14 +68,14 @@ def _pool_params(ctx, step, x, y):
                             [c, h, wd, oh, ow, kh, kw, sh, sw, pt, pl, cip])
 
 
-def _bcast(ctx, step, a, b, y):
-    """4-D broadcast descriptor for numpy broadcasting of a and b to y. Adjacent dimensions
-    with the same broadcast pattern are merged first, so e.g. a [C,1,1,1] scale over a 5-D
-    tensor still fits the kernel's four dimensions."""
-    ys = list(ctx.shape(y))
+def bcast4(node, sa, sb, ys):
+    """4-D broadcast descriptor (dims, a strides, b strides) for numpy broadcasting of shapes
+    sa and sb to ys. Adjacent dimensions with the same broadcast pattern are merged first, so
+    e.g. a [C,1,1,1] scale over a 5-D tensor still fits the kernel's four dimensions."""
+    ys = list(ys)
     r = len(ys)
-    sa = [1] * (r - len(ctx.shape(a))) + list(ctx.shape(a))
-    sb = [1] * (r - len(ctx.shape(b))) + list(ctx.shape(b))
+    sa = [1] * (r - len(sa)) + list(sa)
+    sb = [1] * (r - len(sb)) + list(sb)
     dims = []  # (size, a broadcast?, b broadcast?)
     for n, da, db in zip(ys, sa, sb):
         if n == 1:
@@ -87,9 +87,8 @@ def _bcast(ctx, step, a, b, y):
             dims.append((n, *pat))
     if len(dims) > 4:
         from ..errors import ExportError
-        raise ExportError(f"node {step.node!r} ({step.op}): broadcasting {ctx.shape(a)} with "
-                          f"{ctx.shape(b)} needs {len(dims)} independent dimensions; the C "
-                          "kernels support 4")
+        raise ExportError(f"node {node!r}: broadcasting {tuple(sa)} with {tuple(sb)} needs "
+                          f"{len(dims)} independent dimensions; the C kernels support 4")
     dims = [(1, False, False)] * (4 - len(dims)) + dims
 
     def strides(which):
@@ -100,10 +99,13 @@ def _bcast(ctx, step, a, b, y):
             if not (ba, bb)[which]:
                 acc *= n
         return st
+    return [d[0] for d in dims], strides(0), strides(1)
+
+
+def _bcast(ctx, step, a, b, y):
+    dims, sa, sb = bcast4(step.node, ctx.shape(a), ctx.shape(b), ctx.shape(y))
     return ctx.const_struct("tt_bcast4", "bcast_" + step.node,
-                            ["{" + ", ".join(str(d[0]) for d in dims) + "}",
-                             "{" + ", ".join(map(str, strides(0))) + "}",
-                             "{" + ", ".join(map(str, strides(1))) + "}"])
+                            ["{" + ", ".join(map(str, v)) + "}" for v in (dims, sa, sb)])
 
 
 # ---------------------------------------------------------------- forward

@@ -42,9 +42,12 @@ def make_program(graph: Graph, cfg: TrainConfig):
 
 
 def export(model, out_dir, cfg: TrainConfig, *, precision: str = "fp32", algo: str | None = None,
-           command: str | None = None):
+           command: str | None = None, calibration=None, quant=None, force: bool = False):
     """Export a model (path or Graph) as a C project. Returns (EmitResult, program, plan)."""
     from .codegen import emit_project
+    if precision in ("int8", "int16"):
+        return export_fixed(model, out_dir, cfg, precision=precision, algo=algo, command=command,
+                            calibration=calibration, quant=quant, force=force)
     if precision != "fp32":
         raise ConfigError(f"precision {precision!r} is not available yet; this build exports "
                           "fp32 (fp16 and int8/int16 training are tracked separately)")
@@ -74,3 +77,33 @@ def load_npz(path) -> dict:
         raise TinytrainError(f"data file {p}: x_train has {len(d['x_train'])} samples but "
                              f"y_train has {len(d['y_train'])}")
     return d
+
+
+def make_fixed_program(graph: Graph, cfg: TrainConfig, precision: str, calibration, quant=None):
+    """Quantize (calibrating on `calibration`, samples shaped like the model input) and lower
+    to a fixed-point program; returns (FixedProgram, MemoryPlan)."""
+    from .passes.lower_fixed import lower_fixed
+    from .passes.quantize import QuantConfig
+    bits = {"int8": 8, "int16": 16}[precision]
+    if quant is None:
+        quant = QuantConfig(bits=bits)
+    elif quant.bits != bits:
+        quant = replace(quant, bits=bits)
+    if calibration is None:
+        raise ConfigError(f"{precision} export needs calibration samples to choose the "
+                          "activation scales: pass --calibration data.npz (its x_train is used)")
+    fp = lower_fixed(graph, cfg, quant, calibration)
+    return fp, plan_arena(fp, fp.train_steps)
+
+
+def export_fixed(model, out_dir, cfg: TrainConfig, *, precision: str, algo=None, command=None,
+                 calibration=None, quant=None, force: bool = False):
+    from .codegen.emit_fixed import emit_project_fixed
+    if algo is not None and algo != cfg.algo:
+        cfg = replace(cfg, algo=algo)
+    graph = load_model(model) if not isinstance(model, Graph) else model
+    fp, plan = make_fixed_program(graph, cfg, precision, calibration, quant)
+    cmd = command if command is not None else " ".join(shlex.quote(a) for a in sys.argv)
+    h = model_hash(graph, cfg) ^ zlib.crc32(repr(fp.qcfg).encode())
+    res = emit_project_fixed(fp, plan, out_dir, model_hash=h, command=cmd, force=force)
+    return res, fp, plan

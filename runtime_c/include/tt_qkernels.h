@@ -235,6 +235,40 @@ tt_status tt_zo_perturb_q16(const int16_t *w, int16_t *w_out, int n, tt_prng *rn
 tt_status tt_zo_accum_q32(int32_t *g, int n, tt_prng *rng, int32_t d, int shift, int dist,
                           uint32_t *sat);
 
+
+/* ------------------------------------------------------------------ training-step glue
+ * (tt_train_q.c) What a generated fixed-point step calls around the kernels.
+ * tt_quantize_f32: q[i] = sat(rne(x[i] * inv_scale[ch])) with ch = (i / inner) % channels;
+ *   the product is one fp32 multiply, clamped to +-2^22, rounded to nearest even with the
+ *   1.5 * 2^23 trick (the same bits on every IEEE target); bits 8 / 16, saturation counted.
+ *   bits 32 / 64 (biases): the fp32 product widened to double, clamped to +-2^(bits-2)
+ *   (counted), rounded half away from zero. TT_ERR_NAN, nothing written, if any x[i] is NaN.
+ * tt_dequantize_f32: y[i] = (float)q[i] * scale[ch] (bits 8 / 16 / 32 / 64).
+ * tt_sgd_upd_q64: tt_sgd_upd_q8 for int64 weights (the int32-gradient, int64-bias case of
+ *   int16 models); saturation to the int64 range, counted.
+ * tt_sgd_upd_pc: per-channel SGD. Channel c (the `inner` contiguous weights from c * inner)
+ *   runs tt_sgd_upd_q<wbits> with (mult[c], shift[c] + e); e is the runtime exponent of the
+ *   gradient. shift[c] + e < -31 or mult[c] == 0: the step is below the weights' resolution,
+ *   the channel is skipped (g zeroed, no random draws). shift[c] + e > 31: clipped to 31 and
+ *   `inner` saturations counted.
+ * tt_grad_join_q8/_q16: a <- a + b for two gradients with exponents *ea and eb (real value
+ *   q * 2^e): s_i = a_i * 2^(*ea - E + 16) + b_i * 2^(eb - E + 16) in int64 with
+ *   E = max(*ea, eb) (tt_shift_round64, shifts below -62 clamped to -62), then the smallest
+ *   rs >= 0 with rdbpot(max|s|, rs) <= 2^(bits-1) - 1, a_i = sat(rdbpot(s_i, rs)), and
+ *   *ea = E - 16 + rs. Two passes, no scratch. */
+tt_status tt_quantize_f32(const float *x, void *q, int bits, int n, const float *inv_scale,
+                          int channels, int inner, uint32_t *sat);
+tt_status tt_dequantize_f32(const void *q, int bits, float *y, int n, const float *scale,
+                            int channels, int inner);
+tt_status tt_sgd_upd_q64(int64_t *TT_RESTRICT w, int32_t *TT_RESTRICT g, int n, int32_t mult,
+                         int shift, int rounding, tt_prng *rng, uint32_t *sat);
+tt_status tt_sgd_upd_pc(void *w, int wbits, int32_t *g, int channels, int inner,
+                        const int32_t *mult, const int32_t *shift, int e, int rounding,
+                        tt_prng *rng, uint32_t *sat);
+tt_status tt_grad_join_q8(int8_t *a, int *ea, const int8_t *b, int eb, int n, uint32_t *sat);
+tt_status tt_grad_join_q16(int16_t *a, int *ea, const int16_t *b, int eb, int n,
+                           uint32_t *sat);
+
 #ifdef __cplusplus
 }
 #endif

@@ -266,3 +266,86 @@ def zo_accum(g, rng: Pcg32, d: int, shift: int, dist: int):
     z = _zo_z(rng, np.size(g), dist)
     v, n = sat(_a(g) + shift_round(z * d, shift), INT32_MIN, INT32_MAX)
     return v.astype(np.int32), n
+
+
+# ---- training-step glue (tt_train_q.c) -----------------------------------------------------
+
+_RNE_MAGIC = np.float32(12582912.0)
+_CLAMP = np.float32(4194304.0)
+
+
+def _channel_of(n, channels, inner):
+    return (np.arange(n) // inner) % channels
+
+
+def quantize_f32(x, bits, inv_scale, channels=1, inner=1):
+    """tt_quantize_f32: (values as the storage dtype, saturations). Raises ValueError on NaN
+    (the C returns TT_ERR_NAN and writes nothing)."""
+    x = np.asarray(x, np.float32).reshape(-1)
+    if np.isnan(x).any():
+        raise ValueError("NaN input")
+    inv = np.asarray(inv_scale, np.float32).reshape(-1)[_channel_of(x.size, channels, inner)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = np.clip(x * inv, -_CLAMP, _CLAMP)
+    if bits >= 32:
+        with np.errstate(over="ignore", invalid="ignore"):
+            d = (x * inv).astype(np.float64)
+        lim = float(1 << (bits - 2))
+        n = int(np.count_nonzero(np.abs(d) > lim))
+        d = np.clip(d, -lim, lim)
+        d = np.where(d >= 0, d + 0.5, d - 0.5)
+        return np.trunc(d).astype(I64).astype(storage_dtype(bits) if bits == 32 else I64), n
+    r = ((v + _RNE_MAGIC) - _RNE_MAGIC).astype(I64)
+    v, n = sat(r, *qrange(bits))
+    return _out(v, bits), n
+
+
+def dequantize_f32(q, scale, channels=1, inner=1):
+    """tt_dequantize_f32: (float)q * scale[ch] in float32 (int64 -> float rounds to nearest)."""
+    q = np.asarray(q).reshape(-1)
+    s = np.asarray(scale, np.float32).reshape(-1)[_channel_of(q.size, channels, inner)]
+    return q.astype(np.float32) * s
+
+
+def _sgd_upd_q64(w, g, mult, shift, rounding, rng):
+    d = _a(g) * mult
+    delta = _round_shift(d, 31 - shift, rounding, rng)
+    wide = _a(w).astype(object) - delta.astype(object)
+    lo, hi = -(1 << 63), (1 << 63) - 1
+    n = sum(1 for v in wide if v < lo or v > hi)
+    return np.array([min(max(v, lo), hi) for v in wide], dtype=np.int64), n
+
+
+def sgd_upd_pc(w, wbits, g, channels, inner, mult, shift, e, rounding, rng=None):
+    """tt_sgd_upd_pc: (new w, saturations). w: flat storage array of wbits (8/16/32/64)."""
+    w = np.asarray(w).reshape(-1).copy()
+    g = _a(g).reshape(-1)
+    nsat = 0
+    for c in range(channels):
+        sl = slice(c * inner, (c + 1) * inner)
+        sh = int(shift[c]) + int(e)
+        if sh < -31 or int(mult[c]) == 0:
+            continue
+        if sh > 31:
+            nsat += inner
+            sh = 31
+        if wbits == 64:
+            w[sl], n = _sgd_upd_q64(w[sl], g[sl], int(mult[c]), sh, rounding, rng)
+        else:
+            w[sl], n = sgd_upd(w[sl], g[sl], int(mult[c]), sh, rounding, rng, wbits)
+        nsat += n
+    return w, nsat
+
+
+def grad_join(a, ea, b, eb, bits):
+    """tt_grad_join_q8 / _q16: (values, new exponent, saturations)."""
+    e = max(int(ea), int(eb))
+    da, db = max(int(ea) - e + 16, -62), max(int(eb) - e + 16, -62)
+    s = shift_round(_a(a), da) + shift_round(_a(b), db)
+    m = int(np.abs(s).max()) if s.size else 0
+    qmax = (1 << (bits - 1)) - 1
+    rs = 0
+    while rs < 62 and (m if rs == 0 else (m + (1 << (rs - 1))) >> rs) > qmax:
+        rs += 1
+    v, n = sat(rdbpot(s, rs), *qrange(bits))
+    return _out(v, bits), e - 16 + rs, n

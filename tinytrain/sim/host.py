@@ -126,7 +126,14 @@ def _cdef(manifest) -> str:
     tt_status tt_checkpoint_save(const tt_ctx *ctx, uint8_t *buf, size_t cap, size_t *written);
     tt_status tt_checkpoint_load(tt_ctx *ctx, const uint8_t *buf, size_t len);
     const char *tt_status_str(tt_status s);
-    """
+    """ + (FIXED_CDEF if manifest.get("precision") in ("int8", "int16") else "")
+
+
+FIXED_CDEF = """
+    tt_status tt_param_read_raw(size_t index, void *dst, size_t nbytes);
+    tt_status tt_saturations(uint32_t *dst, size_t n);
+"""
+_RAW_DTYPES = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64}
 
 
 class HostModel:
@@ -229,6 +236,33 @@ class HostModel:
             self._check(self.lib.tt_param_read(i, self._ptr(a), a.size), "tt_param_read")
             out[p["name"]] = a.reshape(p["shape"])
         return out
+
+    @property
+    def raw_params(self) -> dict[str, np.ndarray]:
+        """Fixed-point exports: the integer storage of every parameter."""
+        self._need_fixed()
+        out = {}
+        for i, p in enumerate(self.manifest["params"]):
+            a = np.empty(p["size"], _RAW_DTYPES[p["dtype"]])
+            self._check(self.lib.tt_param_read_raw(i, self._ptr(a, "void *"), a.nbytes),
+                        "tt_param_read_raw")
+            out[p["name"]] = a.reshape(p["shape"])
+        return out
+
+    @property
+    def saturations(self) -> dict[str, int]:
+        """Fixed-point exports: values clamped to their storage range since reset, by site."""
+        self._need_fixed()
+        names = self.manifest["saturation_counters"]
+        a = np.zeros(max(len(names), 1), np.uint32)
+        self._check(self.lib.tt_saturations(self._ptr(a, "uint32_t *"), a.size), "tt_saturations")
+        return {n: int(v) for n, v in zip(names, a)}
+
+    def _need_fixed(self):
+        if self.manifest.get("precision") not in ("int8", "int16"):
+            raise TinytrainError(f"{self.out_dir} is a {self.manifest.get('precision', 'fp32')} "
+                                 "export; raw integer parameters and saturation counters exist "
+                                 "only for int8 / int16 exports")
 
     def set_params(self, values: dict):
         for i, p in enumerate(self.manifest["params"]):

@@ -1,0 +1,318 @@
+"""emit_project_fixed: FixedProgram + MemoryPlan -> a C project (int8 / int16).
+
+Prints the lowered call list (passes/lower_fixed.py) as C: one statement per QCall, with the
+integer constants as `static const` tables (flash). The public API is the float API of every
+export (tt_model.h), so the host simulator, the firmware and the CLI drive it unchanged; the
+integers are reachable through tt_param_read_raw and tt_saturations.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from ..errors import ExportError
+from ..ir import TensorRole
+from .cfloat import c_float
+from .emit import (MANIFEST, RUNTIME, EmitResult, prepare_out_dir, render, write_project)
+from .names import CNames
+
+CTYPE = {"i8": "int8_t", "i16": "int16_t", "i32": "int32_t", "i64": "int64_t", "f32": "float"}
+SUF = {8: "_q8", 16: "_q16"}
+SECTION = {"params_rw": "tt_params_rw", "arena": "tt_arena", "grads": "tt_grads",
+           "opt_state": "tt_opt_state"}
+RUNTIME_FIXED = (("include", "tt_status.h"), ("include", "tt_kernels.h"),
+                 ("include", "tt_fixed.h"), ("include", "tt_qkernels.h"),
+                 ("include", "tt_prng.h"), ("src", "tt_util.c"), ("src", "tt_fixed.c"),
+                 ("src", "tt_prng.c"), ("src", "*_q.c"), ("src", "tt_train_q.c"))
+TEMPLATES = {"tt_model.h": "tt_model.h.j2", "tt_model.c": "tt_model_fixed.c.j2",
+             "main.c": "main.c.j2", "Makefile": "Makefile.j2", "README.md": "README.md.j2"}
+
+
+def runtime_files_fixed() -> list[Path]:
+    out: list[Path] = []
+    for sub, pat in RUNTIME_FIXED:
+        for f in sorted((RUNTIME / sub).glob(pat)):
+            if f not in out:
+                out.append(f)
+    return out
+
+
+def _int_array(values, per_line=16) -> str:
+    flat = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    if not flat:
+        return "0"
+    return ",\n    ".join(", ".join(flat[i:i + per_line]) for i in range(0, len(flat), per_line))
+
+
+class _CEmit:
+    def __init__(self, fp, plan):
+        self.fp, self.plan, self.names = fp, plan, CNames()
+        self.consts: list[str] = []
+        self._seen: set[str] = set()
+        self.sfx = SUF[fp.bits]
+
+    def const(self, decl_name, text):
+        if decl_name not in self._seen:
+            self._seen.add(decl_name)
+            self.consts.append(text)
+        return decl_name
+
+    def ptr(self, name) -> str:
+        fp = self.fp
+        if name == fp.input:
+            return "x"
+        if name == fp.label:
+            return "label"
+        return "t_" + self.names(name)
+
+    def same_bytes(self, a, b) -> bool:
+        pa, pb = self.plan.placements.get(a), self.plan.placements.get(b)
+        return pa is not None and pb is not None and (pa.section, pa.offset) == (pb.section, pb.offset)
+
+    def evar(self, v) -> str:
+        return f"e_{self.fp.exps.index(v)}"
+
+    def sat(self, a) -> str:
+        return f"&tt_sat[{a['sat']}]"
+
+    def struct(self, ctype, key, fields) -> str:
+        name = "k_" + self.names("struct:" + key).replace("struct_", "", 1)
+        return self.const(name, f"static const {ctype} {name} = {{ {', '.join(map(str, fields))} }};")
+
+    def conv(self, node, p) -> str:
+        keys = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "k_h", "k_w", "stride_h",
+                "stride_w", "pad_top", "pad_left", "groups")
+        return self.struct("tt_conv2d_params", "conv_" + node, [p[k] for k in keys])
+
+    def pool(self, node, p) -> str:
+        keys = ("c", "in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w",
+                "pad_top", "pad_left", "count_include_pad")
+        return self.struct("tt_pool2d_params", "pool_" + node, [p[k] for k in keys])
+
+    def bcast(self, node, a) -> str:
+        return self.struct("tt_bcast4", "bcast_" + node,
+                           ["{" + ", ".join(map(str, v)) + "}" for v in (a["dims"], a["sa"], a["sb"])])
+
+    def i32_table(self, key, values) -> str:
+        name = "k_" + self.names("tab:" + key).replace("tab_", "", 1)
+        vals = list(values)
+        return self.const(name, f"static const int32_t {name}[{len(vals)}] = {{ {_int_array(vals)} }};")
+
+    def requant(self, key, rq) -> str:
+        lo, hi = -(1 << (self.fp.bits - 1)), (1 << (self.fp.bits - 1)) - 1
+        m = self.i32_table("rq_mult_" + key, rq["mult"])
+        s = self.i32_table("rq_shift_" + key, rq["shift"])
+        amin = lo if rq["act_min"] is None else rq["act_min"]
+        return self.struct("tt_requant", "rq_" + key,
+                           ["TT_RQ_TFLITE", int(rq["per_channel"]), m, s, "NULL", amin, hi])
+
+    # ---- one call -> C statements: ("try", expr) | ("raw", stmt) --------------------------
+    def call(self, c) -> list[tuple[str, str]]:
+        a, P, sfx, fn = c.args, self.ptr, self.sfx, c.fn
+        ins = [P(i) for i in c.inputs]
+        out = P(c.outputs[0]) if c.outputs else None
+        T = []
+        if fn == "quantize":
+            inv = self.const("k_in_inv", f"static const float k_in_inv = {c_float(a['inv_scale'])};")
+            T.append(("try", f"tt_quantize_f32({ins[0]}, {out}, {self.fp.bits}, "
+                             f"{self.fp.tensors[c.outputs[0]].size}, &{inv}, 1, 1, {self.sat(a)})"))
+        elif fn == "gemm_fwd":
+            b = ins[2] if len(ins) > 2 else "NULL"
+            rq = self.requant(c.outputs[0], a["rq"])
+            T.append(("try", f"tt_gemm_fwd{sfx}({ins[0]}, {ins[1]}, {b}, {out}, {a['n']}, {a['k']}, "
+                             f"{a['m']}, &{rq}, {self.sat(a)})"))
+        elif fn == "conv2d_fwd":
+            b = ins[2] if len(ins) > 2 else "NULL"
+            rq = self.requant(c.outputs[0], a["rq"])
+            T.append(("try", f"tt_conv2d_fwd{sfx}(&{self.conv(c.node, a['conv'])}, {ins[0]}, "
+                             f"{ins[1]}, {b}, {out}, &{rq}, {self.sat(a)})"))
+        elif fn == "relu_fwd":
+            T.append(("try", f"tt_relu_fwd{sfx}({ins[0]}, {out}, {a['n']})"))
+        elif fn == "copy":
+            if not self.same_bytes(c.inputs[0], c.outputs[0]):
+                nb = self.fp.tensors[c.outputs[0]].nbytes
+                T.append(("raw", f"memcpy({out}, {ins[0]}, {nb});"))
+        elif fn in ("maxpool2d_fwd", "avgpool2d_fwd"):
+            T.append(("try", f"tt_{fn}{sfx}(&{self.pool(c.node, a['pool'])}, {ins[0]}, {out})"))
+        elif fn == "global_avgpool_fwd":
+            T.append(("try", f"tt_global_avgpool_fwd{sfx}({ins[0]}, {out}, {a['c']}, {a['hw']})"))
+        elif fn == "add_fwd":
+            ap = a["add"]
+            lo, hi = -(1 << (self.fp.bits - 1)), (1 << (self.fp.bits - 1)) - 1
+            amin = lo if a["act_min"] is None else a["act_min"]
+            q = self.struct("tt_qadd_params", "qadd_" + c.node,
+                            [ap.left_shift, ap.a_mult, ap.a_shift, ap.b_mult, ap.b_shift,
+                             ap.y_mult, ap.y_shift, amin, hi])
+            T.append(("try", f"tt_add_fwd{sfx}(&{self.bcast(c.node, a)}, &{q}, {ins[0]}, {ins[1]}, "
+                             f"{out}, {self.sat(a)})"))
+        elif fn == "softmax_xent":
+            T.append(("try", f"tt_softmax_xent{sfx}({ins[0]}, label, {a['rows']}, {a['cols']}, "
+                             f"{a['x_mult']}, {a['x_shift']}, &lq, {out})"))
+        elif fn in ("grad_quant", "narrow"):
+            src = self.fp.tensors[c.inputs[0]].dtype
+            dst = self.fp.tensors[c.outputs[0]].dtype
+            k = {("i32", "i8"): "q32_q8", ("i32", "i16"): "q32_q16", ("i64", "i16"): "q64_q16",
+                 ("i64", "i32"): "q64_q32"}[(src, dst)]
+            T.append(("try", f"tt_grad_quant_pow2_{k}({ins[0]}, {out}, "
+                             f"{self.fp.tensors[c.outputs[0]].size}, &rs)"))
+        elif fn == "rescale":
+            T.append(("try", f"tt_rescale_q32({ins[0]}, {out}, {a['n']}, {a['mult']}, 0, {self.sat(a)})"))
+        elif fn in ("gemm_bwd_x", "gemm_bwd_w"):
+            T.append(("try", f"tt_{fn}{sfx}({ins[0]}, {ins[1]}, {out}, {a['n']}, {a['k']}, {a['m']}, 0)"))
+        elif fn == "bias_bwd":
+            T.append(("try", f"tt_bias_bwd{sfx}({ins[0]}, {out}, {a['outer']}, {a['c']}, {a['inner']}, 0)"))
+        elif fn in ("conv2d_bwd_x", "conv2d_bwd_w"):
+            T.append(("try", f"tt_{fn}{sfx}(&{self.conv(c.node, a['conv'])}, {ins[0]}, {ins[1]}, {out}, 0)"))
+        elif fn == "relu_bwd_x":
+            T.append(("try", f"tt_relu_bwd_x{sfx}({ins[0]}, {ins[1]}, {out}, {a['n']})"))
+        elif fn == "maxpool2d_bwd_x":
+            T.append(("try", f"tt_maxpool2d_bwd_x{sfx}(&{self.pool(c.node, a['pool'])}, {ins[0]}, "
+                             f"{ins[1]}, {out}, 0, {self.sat(a)})"))
+        elif fn == "avgpool2d_bwd_x":
+            T.append(("try", f"tt_avgpool2d_bwd_x{sfx}(&{self.pool(c.node, a['pool'])}, {ins[0]}, "
+                             f"{out}, {a['frac_bits']}, 0)"))
+        elif fn == "global_avgpool_bwd_x":
+            T.append(("try", f"tt_global_avgpool_bwd_x{sfx}({ins[0]}, {out}, {a['c']}, {a['hw']}, "
+                             f"{a['frac_bits']}, 0)"))
+        elif fn == "add_bwd":
+            T.append(("try", f"tt_add_bwd{sfx}(&{self.bcast(c.node, a)}, {ins[0]}, {out}, "
+                             f"{a['which']}, 0)"))
+        elif fn == "grad_join":
+            T.append(("try", f"tt_grad_join{sfx}({ins[0]}, &{self.evar(c.exp[0])}, {ins[1]}, "
+                             f"{self.evar(c.exp[1][1])}, {a['n']}, {self.sat(a)})"))
+            return T
+        elif fn == "sgd_pc":
+            p = c.outputs[0]
+            m = self.i32_table("upd_mult_" + p, a["mult"])
+            s = self.i32_table("upd_shift_" + p, a["shift"])
+            e = " + ".join(self.evar(v) for v in a["e"]) or "0"
+            rnd = "TT_ROUND_STOCHASTIC" if self.fp.qcfg.rounding == "stochastic" else "TT_ROUND_NEAREST"
+            T.append(("try", f"tt_sgd_upd_pc({P(p)}, {a['wbits']}, {ins[1]}, {a['channels']}, "
+                             f"{a['inner']}, {m}, {s}, {e}, {rnd}, &rng, {self.sat(a)})"))
+        else:
+            raise ExportError(f"internal: no C emission for fixed-point call {fn!r}")
+        if c.exp is not None:
+            var, terms, const, adds_rs = c.exp
+            parts = [self.evar(t) for t in terms] + ([str(const)] if const else []) + \
+                (["rs"] if adds_rs else [])
+            T.append(("raw", f"{self.evar(var)} = {' + '.join(parts) or '0'};"))
+        return T
+
+
+def _comment(c, plan) -> str:
+    outs = []
+    for o in c.outputs:
+        pl = plan.placements.get(o)
+        if pl is not None and pl.section == "arena":
+            outs.append(f"{o} -> arena[{pl.offset}:{pl.offset + pl.nbytes}]")
+        else:
+            outs.append(o)
+    return f"{c.node} ({c.fn}): {', '.join(outs)}".replace("*/", "* /")
+
+
+def emit_context_fixed(fp, plan, *, model_hash: int, command: str) -> dict:
+    ce = _CEmit(fp, plan)
+    tensors = fp.tensors
+    macros = []
+    for name, pl in plan.placements.items():
+        t = tensors[name]
+        ct = CTYPE[t.dtype]
+        if pl.section.startswith("external:"):
+            raise ExportError(f"internal: {name} is a view of a caller buffer in a fixed program")
+        if pl.section == "params_ro":
+            continue
+        if pl.offset % 8 and t.dtype == "i64":
+            raise ExportError(f"internal: {name} is not 8-byte aligned")
+        macros.append({"macro": ce.ptr(name),
+                       "expr": f"(({ct} *)((uint8_t *){SECTION[pl.section]} + {pl.offset}))",
+                       "comment": f" /* {t.shape} steps {pl.first}..{pl.last} */"
+                       if pl.section == "arena" else ""})
+    params, ro_arrays, init_arrays = [], [], []
+    for name in fp.program.graph.params + [n for n, t in fp.program.tensors.items()
+                                           if t.role is TensorRole.CONST]:
+        t = tensors[name]
+        ct = CTYPE[t.dtype]
+        vals = _int_array(fp.initial[name])
+        ch, inner = fp.layout[name]
+        scale = np.asarray(fp.scales[name], np.float32)
+        sname = ce.const(f"k_scale_{ce.names(name)}",
+                         f"static const float k_scale_{ce.names(name)}[{ch}] = "
+                         f"{{ {', '.join(c_float(v) for v in scale)} }};")
+        iname = ce.const(f"k_inv_{ce.names(name)}",
+                         f"static const float k_inv_{ce.names(name)}[{ch}] = "
+                         f"{{ {', '.join(c_float(np.float32(1.0 / float(v))) for v in fp.scales[name])} }};")
+        trainable = name in fp.trainable
+        if trainable:
+            init = f"k_init_{ce.names(name)}"
+            init_arrays.append(f"static const {ct} {init}[{t.size}] = {{\n    {vals}\n}};")
+        else:
+            init = None
+            ro_arrays.append(f"static const {ct} {ce.ptr(name)}[{t.size}] = {{\n    {vals}\n}};")
+        bits = {"i8": 8, "i16": 16, "i32": 32, "i64": 64}[t.dtype]
+        params.append({"name": name, "macro": ce.ptr(name), "size": t.size, "shape": list(t.shape),
+                       "trainable": trainable, "init": init, "bits": bits, "bytes": t.nbytes,
+                       "channels": ch, "inner": inner, "scale": sname, "inv": iname,
+                       "dtype": t.dtype})
+
+    def stmts(calls):
+        return [{"comment": _comment(c, plan), "stmts": ce.call(c)} for c in calls]
+
+    forward = stmts(fp.forward)
+    train = stmts(fp.train)
+    mem = dict(plan.section_bytes)
+    ck = 20 + mem["params_rw"] + mem["opt_state"] + 4
+    banner = ("/* Generated by tinytrain {v} -- do not edit.\n"
+              " * model hash 0x{h:08X}\n * command: {c}\n */").format(
+        v=__version__, h=model_hash, c=command.replace("*/", "* /"))
+    in_t, out_t = tensors[fp.input], tensors[fp.logits]
+    cfg = fp.program.config
+    out_scale = ce.const("k_out_scale", f"static const float k_out_scale = "
+                         f"{c_float(fp.scales[fp.logits][0])};")
+    return {
+        "banner": banner, "model_hash": model_hash, "loss": "SoftmaxCrossEntropy",
+        "training": bool(fp.trainable), "algo": "bp", "backprop": True, "fg": None,
+        "input_size": in_t.size, "input_shape": list(in_t.shape),
+        "output_size": out_t.size, "output_shape": list(out_t.shape), "batch": 1,
+        "params": params, "trainable_floats": sum(p["size"] for p in params if p["trainable"]),
+        "mem": mem, "checkpoint_bytes": ck, "tensor_macros": macros,
+        "consts": ce.consts, "ro_arrays": ro_arrays, "init_arrays": init_arrays,
+        "forward": forward, "train": train, "exps": [f"e_{i}" for i in range(len(fp.exps))],
+        "n_sat": max(len(fp.sat_sites), 1), "sat_sites": list(fp.sat_sites),
+        "bits": fp.bits, "seed": fp.seed, "logits_macro": ce.ptr(fp.logits),
+        "out_scale": out_scale, "label_arg": "label",
+        "fixed": {"precision": fp.qcfg.precision, "n_sat": max(len(fp.sat_sites), 1)},
+        "lr": c_float(cfg.lr),
+    }
+
+
+def emit_project_fixed(fp, plan, out_dir, *, model_hash: int, command: str = "",
+                       force: bool = False) -> EmitResult:
+    out = Path(out_dir)
+    old_files = prepare_out_dir(out, force)
+    ctx = emit_context_fixed(fp, plan, model_hash=model_hash, command=command)
+    files = write_project(out, old_files, render(ctx, TEMPLATES), runtime_files_fixed())
+    cfg = fp.program.config
+    manifest = {
+        "tinytrain": __version__, "model_hash": f"{model_hash:08x}", "command": command,
+        "precision": fp.qcfg.precision, "algo": "bp", "training": ctx["training"],
+        "input": {"name": fp.input, "shape": ctx["input_shape"]},
+        "output": {"name": fp.program.logits, "shape": ctx["output_shape"]},
+        "loss": "SoftmaxCrossEntropy", "label_dtype": "i32", "batch": 1,
+        "optimizer": cfg.optimizer, "lr": cfg.lr, "schedule": cfg.schedule,
+        "trainable": list(fp.trainable),
+        "params": [{k: p[k] for k in ("name", "shape", "size", "trainable", "dtype", "bytes")}
+                   for p in ctx["params"]],
+        "trainable_floats": ctx["trainable_floats"], "checkpoint_bytes": ctx["checkpoint_bytes"],
+        "memory": plan.report(), "saturation_counters": list(fp.sat_sites),
+        "quantization": {"bits": fp.bits, "calibration": fp.qcfg.calibration,
+                         "per_channel": fp.qcfg.per_channel, "rounding": fp.qcfg.rounding,
+                         "input_scale": float(fp.scales[fp.qinput][0]),
+                         "output_scale": float(fp.scales[fp.logits][0])},
+        "sources": sorted(f for f in files if f.endswith(".c") and f != "main.c"),
+        "files": sorted(files),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return EmitResult(out, tuple(sorted(files)), manifest)

@@ -1,0 +1,196 @@
+"""FixedTrainer: runs a FixedProgram (passes/lower_fixed.py) with the numpy twins of the C
+kernels. The generated C runs the very same call list, so after every step the two agree bit
+for bit: parameters, loss and saturation counters (tests/passes/test_lower_fixed.py)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import NumericFaultError, ShapeError, TinytrainError
+from .ir import TensorRole
+from .numerics import fixed as fx
+from .numerics import qkernels as qk
+from .numerics.prng import Pcg32, stream_id
+from .passes.lower_fixed import UPDATE_STREAM
+
+_NP = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64, "f32": np.float32}
+LOSS_SCALE = np.float32(1.0 / (1 << 24))
+
+
+def requant_of(rq: dict) -> fx.Requant:
+    return fx.Requant(fx.RQ_TFLITE, tuple(rq["mult"]), tuple(rq["shift"]),
+                      per_channel=bool(rq["per_channel"]), act_min=rq["act_min"])
+
+
+class FixedTrainer:
+    def __init__(self, fp):
+        self.fp = fp
+        self.bits = fp.bits
+        self.rounding = qk.ROUND_STOCHASTIC if fp.qcfg.rounding == "stochastic" else qk.ROUND_NEAREST
+        self.reset()
+
+    def reset(self):
+        fp = self.fp
+        self.weights = {n: np.asarray(v).astype(_NP[fp.tensors[n].dtype]).reshape(-1)
+                        for n, v in fp.initial.items()}
+        self.sat = np.zeros(len(fp.sat_sites), np.int64)
+        self.step = 0
+
+    # ---- views -------------------------------------------------------------------------------
+    @property
+    def raw_params(self) -> dict[str, np.ndarray]:
+        return {n: v.reshape(self.fp.tensors[n].shape).copy() for n, v in self.weights.items()}
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Dequantized as the C's tt_param_read does: (float)q * scale[channel] in fp32."""
+        out = {}
+        for n, v in self.weights.items():
+            ch, inner = self.fp.layout[n]
+            s = np.asarray(self.fp.scales[n], np.float32)
+            out[n] = qk.dequantize_f32(v, s, ch, inner).reshape(self.fp.tensors[n].shape)
+        return out
+
+    @property
+    def saturations(self) -> dict[str, int]:
+        return {k: int(v) for k, v in zip(self.fp.sat_sites, self.sat)}
+
+    # ---- execution ---------------------------------------------------------------------------
+    def _run(self, calls, env, exps, rng):
+        bits, sat = self.bits, self.sat
+        for c in calls:
+            a, fn = c.args, c.fn
+            ins = [env[i] for i in c.inputs]
+            out = None
+            rs = 0
+            if fn == "quantize":
+                try:
+                    out, n = qk.quantize_f32(ins[0], bits, np.float32(a["inv_scale"]))
+                except ValueError:
+                    raise NumericFaultError("the input sample contains NaN; it was discarded "
+                                            "and nothing changed") from None
+                sat[a["sat"]] += n
+            elif fn == "gemm_fwd":
+                b = ins[2] if len(ins) > 2 else None
+                out, n = qk.gemm_fwd(ins[0], ins[1], b, a["n"], a["k"], a["m"],
+                                     requant_of(a["rq"]), bits)
+                sat[a["sat"]] += n
+            elif fn == "conv2d_fwd":
+                b = ins[2] if len(ins) > 2 else None
+                out, n = qk.conv2d_fwd(a["conv"], ins[0], ins[1], b, requant_of(a["rq"]), bits)
+                sat[a["sat"]] += n
+            elif fn == "relu_fwd":
+                out = qk.relu_fwd(ins[0])
+            elif fn == "copy":
+                out = ins[0].copy()
+            elif fn == "maxpool2d_fwd":
+                out = qk.maxpool2d_fwd(a["pool"], ins[0])
+            elif fn == "avgpool2d_fwd":
+                out = qk.avgpool2d_fwd(a["pool"], ins[0], bits)
+            elif fn == "global_avgpool_fwd":
+                out = qk.global_avgpool_fwd(ins[0], a["c"], a["hw"], bits)
+            elif fn == "add_fwd":
+                ap = a["add"]
+                out, n = qk.add_fwd_act(a["dims"], a["sa"], a["sb"], ins[0], ins[1], ap,
+                                        a["act_min"], None, bits)
+                sat[a["sat"]] += n
+            elif fn == "softmax_xent":
+                loss, out = qk.softmax_xent(ins[0], ins[1], a["rows"], a["cols"], a["x_mult"],
+                                            a["x_shift"])
+                env["__loss_q24"] = loss
+            elif fn in ("grad_quant", "narrow"):
+                ob = {"i8": 8, "i16": 16, "i32": 32}[self.fp.tensors[c.outputs[0]].dtype]
+                out, rs = fx.grad_quant_pow2(ins[0], ob)
+            elif fn == "rescale":
+                v, n = fx.rescale_q32(ins[0], a["mult"], 0)
+                out = v.astype(np.int32)
+                sat[a["sat"]] += n
+            elif fn == "gemm_bwd_x":
+                out = qk.gemm_bwd_x(ins[0], ins[1], a["n"], a["k"], a["m"], bits=bits)
+            elif fn == "gemm_bwd_w":
+                out = qk.gemm_bwd_w(ins[0], ins[1], a["n"], a["k"], a["m"], bits=bits)
+            elif fn == "bias_bwd":
+                out = qk.bias_bwd(ins[0], a["outer"], a["c"], a["inner"], bits=bits)
+            elif fn == "conv2d_bwd_x":
+                out = qk.conv2d_bwd_x(a["conv"], ins[0], ins[1], bits=bits)
+            elif fn == "conv2d_bwd_w":
+                out = qk.conv2d_bwd_w(a["conv"], ins[0], ins[1], bits=bits)
+            elif fn == "relu_bwd_x":
+                out = qk.relu_bwd_x(ins[0], ins[1])
+            elif fn == "maxpool2d_bwd_x":
+                out, n = qk.maxpool2d_bwd_x(a["pool"], ins[0], ins[1], bits=bits)
+                sat[a["sat"]] += n
+            elif fn == "avgpool2d_bwd_x":
+                out = qk.avgpool2d_bwd_x(a["pool"], ins[0], a["frac_bits"], bits=bits)
+            elif fn == "global_avgpool_bwd_x":
+                out = qk.global_avgpool_bwd_x(ins[0], a["c"], a["hw"], a["frac_bits"], bits=bits)
+            elif fn == "add_bwd":
+                out = qk.add_bwd(a["dims"], (a["sa"], a["sb"])[a["which"]], ins[0], a["len"],
+                                 bits=bits)
+            elif fn == "grad_join":
+                ev = c.exp[0]
+                out, exps[ev], n = qk.grad_join(ins[0], exps[ev], ins[1], exps[c.exp[1][1]], bits)
+                sat[a["sat"]] += n
+            elif fn == "sgd_pc":
+                e = sum(exps[v] for v in a["e"])
+                out, n = qk.sgd_upd_pc(ins[0], a["wbits"], ins[1], a["channels"], a["inner"],
+                                       a["mult"], a["shift"], e, self.rounding, rng)
+                sat[a["sat"]] += n
+                self.weights[c.outputs[0]] = np.asarray(out).astype(self.weights[c.outputs[0]].dtype)
+                continue
+            else:
+                raise TinytrainError(f"internal: no interpreter for fixed-point call {fn!r}")
+            if c.exp is not None and fn != "grad_join":
+                var, terms, const, adds_rs = c.exp
+                exps[var] = sum(exps[t] for t in terms) + const + (rs if adds_rs else 0)
+            dt = _NP[self.fp.tensors[c.outputs[0]].dtype]
+            env[c.outputs[0]] = np.asarray(out).reshape(-1).astype(dt)
+
+    def _env(self, x):
+        fp = self.fp
+        shape = tuple(fp.tensors[fp.input].shape[1:])
+        xa = np.asarray(x, np.float32)
+        if xa.shape == shape:
+            xa = xa[None]
+        if tuple(xa.shape[1:]) != shape:
+            raise ShapeError(f"input must have shape {shape} or (batch, {', '.join(map(str, shape))})"
+                             f", got {np.shape(x)}")
+        env = dict(self.weights)
+        return env, xa.reshape(xa.shape[0], -1)
+
+    def infer(self, x) -> np.ndarray:
+        fp = self.fp
+        env, xb = self._env(x)
+        outs = []
+        s = np.asarray(fp.scales[fp.logits], np.float32)
+        for row in xb:
+            env[fp.input] = row
+            self._run(fp.forward, env, {}, None)
+            outs.append(qk.dequantize_f32(env[fp.logits], s))
+        return np.stack(outs).reshape((xb.shape[0],) + tuple(fp.tensors[fp.logits].shape[1:]))
+
+    def train_step(self, x, y) -> float:
+        """One sample (or several, one after the other): returns the mean loss as the C
+        reports it ((float)loss_q24 * 2^-24)."""
+        fp = self.fp
+        if not fp.trainable:
+            raise TinytrainError("nothing is trainable in this program")
+        env, xb = self._env(x)
+        labels = np.asarray(y).astype(np.int64).reshape(-1)
+        if labels.shape[0] != xb.shape[0]:
+            raise ShapeError(f"got {labels.shape[0]} labels for {xb.shape[0]} samples")
+        total = 0.0
+        for row, lab in zip(xb, labels):
+            env = dict(self.weights)
+            env[fp.input] = row
+            env[fp.label] = np.array([lab], np.int32)
+            exps: dict[str, int] = {}
+            rng = Pcg32(fp.seed, stream_id(self.step, UPDATE_STREAM))
+            self._run(fp.forward, env, exps, rng)
+            self._run(fp.train, env, exps, rng)
+            total += float(np.float32(env["__loss_q24"]) * LOSS_SCALE)
+            self.step += 1
+        return total / xb.shape[0]
+
+
+def is_param(fp, name) -> bool:
+    return fp.tensors[name].role in (TensorRole.PARAM, TensorRole.CONST)

@@ -1,0 +1,553 @@
+"""lower_fixed: a float TrainingProgram + calibration -> a fixed-point program (int8 / int16).
+
+The result is a flat list of kernel calls with every integer constant resolved (requant
+multipliers, pool / conv geometry, update multipliers, saturation-counter slots). ONE lowering,
+TWO interpreters: ``tinytrain.fixed_reference`` runs the calls with the numpy twins
+(numerics/qkernels.py) and ``codegen.emit_fixed`` prints the same calls as C. That is why the
+device and the laptop agree bit for bit: they execute the same integer program.
+
+Numerics (docs/fixed-point.md, "Training graphs"):
+- activations: static per-tensor scales from calibration; forward requantization TFLite-style;
+  a Gemm / Conv whose output only feeds ReLUs clamps at 0 in its requant (fused ReLU).
+- activation gradients: int8 / int16 with a per-tensor power-of-two exponent chosen at run time
+  from the tensor's max (real = q * 2^e). bwd_x accumulators carry the weight scale s_w, which
+  one multiplier rescale folds in (mantissa of s_w in [0.5, 1); its exponent goes to e), so every
+  gradient is a pure power-of-two and two contributions join with shifts only.
+- weight updates: integer SGD with QAS (Lin et al. 2022): the integer step on W = s_W * Wbar is
+  lr * G_W / s_W (= the QAS-scaled G~ = G_Wbar / s_W^2 times lr) — per output channel
+  multipliers, the runtime gradient exponent added to the shift, stochastic (default) or
+  nearest rounding. Batch 1: each weight gradient is applied right after it is computed (the
+  layer's input gradient is computed first, from the old weights).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import ConfigError, ExportError
+from ..ir import Tensor, TensorRole
+from ..numerics import fixed as fx
+from .quantize import (QuantConfig, activation_scale, calibrate, quantize_values, relu_only,
+                       weight_scales)
+from .training import GRAD, TrainConfig, build_training_program
+
+FIXED_OPS = ("Gemm", "Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Add",
+             "Reshape")
+AVG_FRAC_BITS = 16
+UPDATE_STREAM = 0xFFFFFFFF   # PRNG stream k of the stochastic rounding draws of step t
+
+
+@dataclass(frozen=True)
+class QCall:
+    """One kernel call. ``fn`` names the kernel family (the interpreters' switch); ``args``
+    holds the constants; ``exp`` = (out var, input vars, constant, adds the kernel's rshift):
+    the runtime exponent the call defines. kind / op / accumulate serve the memory planner
+    (in-place and view decisions), exactly as for float steps."""
+    fn: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    node: str
+    args: Mapping = field(default_factory=dict)
+    exp: tuple | None = None
+    kind: str = "q"
+    op: str = ""
+    accumulate: bool = False
+
+
+@dataclass
+class FixedProgram:
+    program: object                 # the float TrainingProgram it was lowered from
+    qcfg: QuantConfig
+    tensors: dict                   # name -> Tensor (storage dtypes)
+    scales: dict                    # name -> float64 array [channels] (real scale per channel)
+    layout: dict                    # name -> (channels, inner) of the scale table
+    forward: tuple                  # QCalls of the forward pass (input quantization first)
+    train: tuple                    # QCalls after the forward: loss, backward, updates
+    sat_sites: tuple                # names of the saturation counters, by slot
+    exps: tuple                     # runtime exponent variables
+    qinput: str                     # the quantized input tensor
+    logits: str
+    trainable: tuple
+    input: str
+    label: str
+    loss: str = "loss"
+    seed: int = 0
+    lr: float = 0.0
+    initial: dict = field(default_factory=dict)   # param -> int64 array (quantized values)
+
+    @property
+    def bits(self) -> int:
+        return self.qcfg.bits
+
+    @property
+    def train_steps(self):          # what plan_arena walks
+        return self.forward + self.train
+
+    @property
+    def params(self) -> list[str]:
+        return [n for n, t in self.tensors.items() if t.role in (TensorRole.PARAM, TensorRole.CONST)]
+
+
+def _sdt(bits):
+    return "i8" if bits == 8 else "i16"
+
+
+def _adt(bits):
+    return "i32" if bits == 8 else "i64"
+
+
+def _multiplier(real: float) -> tuple[int, int]:
+    """real = mult * 2^(shift - 31), mult in [2^30, 2^31), any shift (the runtime exponent is
+    added before the range check); real == 0 -> (0, 0)."""
+    if real <= 0:
+        return 0, 0
+    m, e = math.frexp(real)
+    mult = int(math.floor(m * (1 << 31) + 0.5))
+    if mult == 1 << 31:
+        mult, e = 1 << 30, e + 1
+    return mult, e
+
+
+def _mantissa(real: float) -> tuple[int, int]:
+    """real = (mult / 2^31) * 2^ex with mult / 2^31 in [0.5, 1): (mult, ex). The rescale by
+    mult never overflows (factor < 1)."""
+    m, e = math.frexp(real)
+    mult = min(int(math.floor(m * (1 << 31) + 0.5)), (1 << 31) - 1)
+    return mult, e
+
+
+def spatial(shape):
+    if len(shape) == 4:
+        return shape[1], shape[2], shape[3]
+    if len(shape) == 3:
+        return shape[1], 1, shape[2]
+    raise ExportError(f"expected a 3-D or 4-D activation, got shape {shape}")
+
+
+def conv_params(node, xs, ws, ys) -> dict:
+    c, h, wd = spatial(xs)
+    oc, oh, ow = spatial(ys)
+    rank = len(ws) - 2
+    kh, kw = (ws[2], ws[3]) if rank == 2 else (1, ws[2])
+    st = tuple(node.attrs.get("strides", (1,) * rank))
+    sh, sw = (st[0], st[1]) if rank == 2 else (1, st[0])
+    pads = tuple(node.attrs.get("pads", (0,) * (2 * rank)))
+    pt, pl = (pads[0], pads[1]) if rank == 2 else (0, pads[0])
+    return dict(in_c=c, in_h=h, in_w=wd, out_c=oc, out_h=oh, out_w=ow, k_h=kh, k_w=kw,
+                stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl,
+                groups=int(node.attrs.get("group", 1)))
+
+
+def pool_params(node, xs, ys) -> dict:
+    c, h, wd = spatial(xs)
+    _, oh, ow = spatial(ys)
+    ks = tuple(node.attrs["kernel_shape"])
+    rank = len(ks)
+    kh, kw = (ks[0], ks[1]) if rank == 2 else (1, ks[0])
+    st = tuple(node.attrs.get("strides", (1,) * rank))
+    sh, sw = (st[0], st[1]) if rank == 2 else (1, st[0])
+    pads = tuple(node.attrs.get("pads", (0,) * (2 * rank)))
+    pt, pl = (pads[0], pads[1]) if rank == 2 else (0, pads[0])
+    cip = int(node.attrs.get("count_include_pad", 0))
+    if cip and int(node.attrs.get("ceil_mode", 0)):
+        raise ExportError(f"node {node.name!r} (AveragePool): count_include_pad=1 together with "
+                          "ceil_mode=1 is not supported by the C kernels")
+    return dict(c=c, in_h=h, in_w=wd, out_h=oh, out_w=ow, k_h=kh, k_w=kw, stride_h=sh,
+                stride_w=sw, pad_top=pt, pad_left=pl, count_include_pad=cip)
+
+
+def check_fixed_config(cfg: TrainConfig, trainable):
+    if cfg.algo != "bp":
+        raise ConfigError(f"fixed-point export supports --algo bp in this build, not "
+                          f"{cfg.algo!r}")
+    if not trainable:
+        return
+    if cfg.loss != "cross_entropy":
+        raise ConfigError(f"fixed-point training supports the cross_entropy loss (integer "
+                          f"softmax cross-entropy), not {cfg.loss!r}")
+    if cfg.optimizer != "sgd":
+        raise ConfigError(f"fixed-point training supports the sgd optimizer (integer SGD with "
+                          f"QAS), not {cfg.optimizer!r}")
+    if cfg.batch != 1:
+        raise ConfigError(f"fixed-point training runs at batch 1 (each sample's integer "
+                          f"gradient is applied at once); got batch {cfg.batch}")
+    if cfg.schedule != "constant":
+        raise ConfigError(f"fixed-point training folds the learning rate into integer "
+                          f"multipliers: only the constant schedule is available, not "
+                          f"{cfg.schedule!r}")
+    if cfg.weight_decay:
+        raise ConfigError("weight decay is not available in fixed-point training")
+
+
+def lower_fixed(graph, cfg: TrainConfig, qcfg: QuantConfig, calib_samples) -> FixedProgram:
+    for n in graph.nodes:
+        if n.op not in FIXED_OPS:
+            raise ExportError(f"node {n.name!r} has op type {n.op}, which has no fixed-point "
+                              f"kernel; fixed-point export supports {', '.join(FIXED_OPS)}. "
+                              "Export this model with --precision fp32 or fp16.")
+    bp_cfg = replace(cfg, fuse_update=False)
+    program = build_training_program(graph, bp_cfg)
+    check_fixed_config(cfg, program.trainable)
+    ranges = calibrate(graph, calib_samples, qcfg)
+    return _Lowering(graph, program, cfg, qcfg, ranges).run()
+
+
+class _Lowering:
+    def __init__(self, graph, program, cfg, qcfg, ranges):
+        self.g, self.p, self.cfg, self.q, self.ranges = graph, program, cfg, qcfg, ranges
+        self.bits = qcfg.bits
+        self.tensors: dict[str, Tensor] = {}
+        self.scales: dict[str, np.ndarray] = {}
+        self.layout: dict[str, tuple[int, int]] = {}
+        self.sites: list[str] = []
+        self.exps: list[str] = []
+        self.initial: dict[str, np.ndarray] = {}
+        self.calls: list[QCall] = []
+        self.trainable = set(program.trainable)
+        # layers whose input gradient is computed need one weight scale (module doc)
+        self.backprops = {s.node for s in program.train_steps if s.kind == "vjp" and s.wrt == 0}
+
+    # ---- tensors -----------------------------------------------------------------------------
+    def add(self, name, shape, dtype, role=TensorRole.ACTIVATION, kind=None):
+        t = Tensor(name, tuple(shape), dtype, role, kind)
+        prev = self.tensors.get(name)
+        if prev is not None and (prev.shape, prev.dtype) != (t.shape, t.dtype):
+            raise ExportError(f"internal: tensor {name!r} lowered twice with different types")
+        self.tensors[name] = t
+        return name
+
+    def site(self, name) -> int:
+        self.sites.append(name)
+        return len(self.sites) - 1
+
+    def evar(self, name) -> str:
+        v = "e:" + name
+        if v not in self.exps:
+            self.exps.append(v)
+        return v
+
+    def shape(self, name):
+        return self.p.tensors[name].shape
+
+    def act(self, name):
+        """Activation tensor in storage type with its static scale."""
+        if name not in self.tensors:
+            self.add(name, self.shape(name), _sdt(self.bits))
+        return name
+
+    def set_scale(self, name, s):
+        self.scales[name] = np.array([float(s)])
+        self.layout[name] = (1, 1)
+
+    def a_scale(self, name) -> float:
+        return float(self.scales[name][0])
+
+    def emit(self, *a, **k):
+        self.calls.append(QCall(*a, **k))
+
+    # ---- parameters --------------------------------------------------------------------------
+    def param(self, node, name, x_in=None):
+        """Quantize a weight (dim 0 = output channel) or a bias (scale s_x * s_w[c])."""
+        if name in self.tensors:
+            return name
+        role = TensorRole.PARAM if self.p.tensors[name].role is TensorRole.PARAM else TensorRole.CONST
+        v = np.asarray(self.g.initializers[name], np.float64)
+        trainable = name in self.trainable
+        w_name = node.inputs[1]
+        if name == w_name:
+            per_ch = self.q.per_channel and node.name not in self.backprops
+            head = self.q.trainable_headroom if trainable else 1.0
+            s = weight_scales(v, per_ch, head, self.q)
+            q = quantize_values(v, s, self.bits)
+            self.add(name, v.shape, _sdt(self.bits), role, "weight")
+            self.layout[name] = (v.shape[0], int(v.size // v.shape[0]))
+        else:
+            sw = self.scales[self.param(node, w_name)]
+            s = self.a_scale(x_in) * sw
+            q = np.rint(v / s).astype(np.int64)
+            lim = (1 << 31) - 1 if self.bits == 8 else (1 << 47)
+            q = np.clip(q, -lim, lim)
+            self.add(name, v.shape, _adt(self.bits), role, "bias")
+            self.layout[name] = (v.shape[0], 1)
+        self.scales[name] = np.asarray(s, np.float64)
+        self.initial[name] = q
+        return name
+
+    # ---- forward -----------------------------------------------------------------------------
+    def requant(self, node, x, w, y, fused_relu):
+        sx, sy = self.a_scale(x), self.a_scale(y)
+        sw = self.scales[w]
+        per = self.layout[w][0] if len(set(sw.tolist())) > 1 else 1
+        mults, shifts = [], []
+        for c in range(per):
+            m, sh = fx.tflite_output_multiplier(sx, float(sw[c]), sy)
+            mults.append(m)
+            shifts.append(sh)
+        return {"mult": tuple(mults), "shift": tuple(shifts), "per_channel": per > 1,
+                "act_min": 0 if fused_relu else None}
+
+    def forward(self):
+        g, bits = self.g, self.bits
+        xin = g.inputs[0]
+        qin = xin + "__q"
+        self.add(qin, self.shape(xin), _sdt(bits))
+        self.set_scale(qin, activation_scale(self.ranges[xin], self.q))
+        self.set_scale(xin, self.a_scale(qin))
+        self.emit("quantize", (xin,), (qin,), "input",
+                  {"inv_scale": float(np.float32(1.0 / self.a_scale(qin))),
+                   "sat": self.site("input " + xin)})
+        self.alias = {xin: qin}
+        for n in g.nodes:
+            ins = [self.alias.get(i, i) for i in n.inputs]
+            y = n.outputs[0]
+            op = n.op
+            if op in ("Gemm", "Conv"):
+                x = ins[0]
+                if ins[1] not in self.p.tensors or self.p.tensors[ins[1]].role not in (
+                        TensorRole.PARAM, TensorRole.CONST):
+                    raise ExportError(f"node {n.name!r} ({op}): the weight must be a parameter "
+                                      "or constant in fixed-point export")
+                fused = relu_only(g, y)
+                self.set_scale(y, activation_scale(self.ranges[y], self.q))
+                self.act(y)
+                w = self.param(n, ins[1])
+                b = self.param(n, ins[2], x) if len(ins) > 2 and ins[2] else None
+                rq = self.requant(n, x, w, y, fused)
+                args = {"rq": rq, "sat": self.site("output " + y)}
+                if op == "Gemm":
+                    nn, k = self.shape(n.inputs[0])
+                    args.update(n=nn, k=k, m=self.shape(n.inputs[1])[0])
+                    self.emit("gemm_fwd", (x, w) + ((b,) if b else ()), (y,), n.name, args,
+                              kind="fwd", op="Gemm")
+                else:
+                    args["conv"] = conv_params(n, self.shape(n.inputs[0]), self.shape(n.inputs[1]),
+                                               self.shape(y))
+                    self.emit("conv2d_fwd", (x, w) + ((b,) if b else ()), (y,), n.name, args,
+                              kind="fwd", op="Conv")
+            elif op in ("Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Reshape"):
+                # the scale passes through unchanged (a ReLU's input is calibrated on its
+                # positive side, see quantize.relu_only)
+                x = ins[0]
+                self.scales[y] = self.scales[x]
+                self.layout[y] = (1, 1)
+                self.act(y)
+                if op == "Relu":
+                    self.emit("relu_fwd", (x,), (y,), n.name, {"n": self.tensors[y].size},
+                              kind="fwd", op="Relu")
+                elif op == "Reshape":
+                    self.emit("copy", (x,), (y,), n.name, {"n": self.tensors[y].size},
+                              kind="fwd", op="Reshape")
+                elif op == "GlobalAveragePool":
+                    c, h, w = spatial(self.shape(n.inputs[0]))
+                    self.emit("global_avgpool_fwd", (x,), (y,), n.name, {"c": c, "hw": h * w})
+                else:
+                    pp = pool_params(n, self.shape(n.inputs[0]), self.shape(y))
+                    self.emit("maxpool2d_fwd" if op == "MaxPool" else "avgpool2d_fwd", (x,), (y,),
+                              n.name, {"pool": pp})
+            elif op == "Add":
+                a, b = ins[0], ins[1]
+                for t in (a, b):
+                    if t not in self.scales or self.p.tensors.get(t, None) is not None and \
+                            self.p.tensors[t].role in (TensorRole.PARAM, TensorRole.CONST):
+                        raise ExportError(f"node {n.name!r} (Add): fixed-point Add joins two "
+                                          "activations; adding a parameter or constant is not "
+                                          "supported")
+                self.set_scale(y, activation_scale(self.ranges[y], self.q))
+                self.act(y)
+                from ..codegen.kernels import bcast4
+                dims, sa, sb = bcast4(n.name, self.shape(n.inputs[0]), self.shape(n.inputs[1]),
+                                      self.shape(y))
+                ap = fx.tflite_add_params(self.a_scale(a), self.a_scale(b), self.a_scale(y), bits)
+                self.emit("add_fwd", (a, b), (y,), n.name,
+                          {"dims": dims, "sa": sa, "sb": sb, "add": ap,
+                           "act_min": 0 if relu_only(g, y) else None,
+                           "sat": self.site("output " + y)})
+        return list(self.calls)
+
+    # ---- backward ----------------------------------------------------------------------------
+    def to_grad(self, node, acc, gx, factor, e_terms):
+        """Accumulator (scale factor * 2^sum(e_terms)) -> pure power-of-two gradient gx."""
+        bits = self.bits
+        src, terms = acc, tuple(e_terms)
+        if bits == 16:
+            acc32 = self.add(acc + "__32", self.tensors[acc].shape, "i32")
+            ev = self.evar(acc32)
+            self.emit("narrow", (acc,), (acc32,), node, {"n": self.tensors[acc].size},
+                      exp=(ev, terms, 0, True))
+            src, terms = acc32, (ev,)
+        const = 0
+        if factor != 1.0:
+            mult, ex = _mantissa(factor)
+            self.emit("rescale", (src,), (src,), node,
+                      {"n": self.tensors[src].size, "mult": mult, "sat": self.site("grad " + gx)})
+            const = ex
+        self.emit("grad_quant", (src,), (gx,), node, {"n": self.tensors[gx].size},
+                  exp=(self.evar(gx), terms, const, True))
+
+    def grad_target(self, gx, accumulate, node):
+        """Where a contribution to gradient gx goes: gx itself, or a part joined afterwards."""
+        self.add(gx, self.p.tensors[gx].shape, _sdt(self.bits), TensorRole.GRADIENT)
+        if not accumulate:
+            return gx, None
+        self.part += 1
+        part = self.add(f"{gx}__part{self.part}", self.p.tensors[gx].shape, _sdt(self.bits),
+                        TensorRole.GRADIENT)
+        return part, (lambda: self.emit(
+            "grad_join", (gx, part), (gx,), node,
+            {"n": self.tensors[gx].size, "sat": self.site("grad " + gx)},
+            exp=(self.evar(gx), (self.evar(gx), self.evar(part)), 0, False)))
+
+    def update(self, node, pname, acc, e_terms, x_in):
+        """SGD on parameter pname from its gradient accumulator (scale s_x or 1, times 2^e)."""
+        bits = self.bits
+        t = self.tensors[pname]
+        src, terms = acc, tuple(e_terms)
+        if bits == 16:
+            acc32 = self.add(acc + "__32", self.tensors[acc].shape, "i32")
+            ev = self.evar(acc32)
+            self.emit("narrow", (acc,), (acc32,), node, {"n": t.size}, exp=(ev, terms, 0, True))
+            src, terms = acc32, (ev,)
+        s_p = self.scales[pname]
+        sx = self.a_scale(x_in)
+        lr = float(self.cfg.lr)
+        # QAS: integer step = lr * G / s_param; G = acc * s_acc * 2^e with s_acc = s_x for
+        # weights (dL/dW = gy x^T) and 1 for biases (dL/db = gy)
+        s_acc = sx if t.param_kind == "weight" else 1.0
+        mults, shifts = zip(*[_multiplier(lr * s_acc / float(s)) for s in s_p])
+        ch, inner = self.layout[pname]
+        wbits = {"i8": 8, "i16": 16, "i32": 32, "i64": 64}[t.dtype]
+        self.emit("sgd_pc", (pname, src), (pname,), node,
+                  {"wbits": wbits, "channels": ch, "inner": inner, "mult": tuple(mults),
+                   "shift": tuple(shifts), "e": terms, "sat": self.site("update " + pname)})
+
+    def backward(self):
+        p, bits = self.p, self.bits
+        self.part = 0
+        steps = p.train_steps[len(p.forward_steps):]
+        loss = steps[0]
+        if len(loss.outputs) < 2:
+            return
+        logits = self.alias.get(p.logits, p.logits)
+        g30 = self.add("loss__q30", self.shape(p.logits), "i32")
+        m, sh = fx.quantize_multiplier(self.a_scale(logits))
+        self.emit("softmax_xent", (logits, p.label), (g30,), "loss",
+                  {"rows": self.shape(p.logits)[0], "cols": self.shape(p.logits)[1],
+                   "x_mult": m, "x_shift": sh})
+        gl = loss.outputs[1]
+        self.add(gl, self.shape(p.logits), _sdt(bits), TensorRole.GRADIENT)
+        self.emit("grad_quant", (g30,), (gl,), "loss", {"n": self.tensors[gl].size},
+                  exp=(self.evar(gl), (), -30, True))
+        node_of = {n.name: n for n in self.g.nodes}
+        for s in steps[1:]:
+            n = node_of[s.node]
+            gy = s.inputs[0]
+            saved = dict(zip(s.needs, s.inputs[1:]))
+            fx_in = [self.alias.get(i, i) for i in s.fwd_inputs]
+            target = s.fwd_inputs[s.wrt]
+            ey = self.evar(gy)
+            acc_dt = _adt(bits)
+            if target in self.trainable:           # parameter gradient -> update
+                pname = target
+                x_in = fx_in[0]
+                acc = self.add(pname + GRAD + "__acc", self.tensors[pname].shape, acc_dt)
+                if s.op == "Gemm":
+                    nn, k = self.shape(s.fwd_inputs[0])
+                    mm = self.shape(s.fwd_inputs[1])[0]
+                    if s.wrt == 1:
+                        self.emit("gemm_bwd_w", (gy, x_in), (acc,), n.name, {"n": nn, "k": k, "m": mm})
+                    else:
+                        self.emit("bias_bwd", (gy,), (acc,), n.name, {"outer": nn, "c": mm, "inner": 1})
+                else:
+                    cp = conv_params(n, self.shape(s.fwd_inputs[0]), self.shape(s.fwd_inputs[1]),
+                                     self.shape(n.outputs[0]))
+                    if s.wrt == 1:
+                        self.emit("conv2d_bwd_w", (gy, x_in), (acc,), n.name, {"conv": cp})
+                    else:
+                        self.emit("bias_bwd", (gy,), (acc,), n.name,
+                                  {"outer": 1, "c": cp["out_c"], "inner": cp["out_h"] * cp["out_w"]})
+                self.update(n.name, pname, acc, (ey,), x_in)
+                continue
+            gx = s.outputs[0]
+            dst, join = self.grad_target(gx, s.accumulate, n.name)
+            size = self.tensors[dst].size
+            if s.op in ("Gemm", "Conv"):
+                acc = self.add(gx + "__acc", self.shape(gx), acc_dt)
+                w = fx_in[1]
+                if s.op == "Gemm":
+                    nn, k = self.shape(s.fwd_inputs[0])
+                    self.emit("gemm_bwd_x", (gy, w), (acc,), n.name,
+                              {"n": nn, "k": k, "m": self.shape(s.fwd_inputs[1])[0]})
+                else:
+                    cp = conv_params(n, self.shape(s.fwd_inputs[0]), self.shape(s.fwd_inputs[1]),
+                                     self.shape(n.outputs[0]))
+                    self.emit("conv2d_bwd_x", (gy, w), (acc,), n.name, {"conv": cp})
+                sw = self.scales[w]
+                if not np.all(sw == sw[0]):
+                    raise ExportError(f"internal: {w!r} has per-channel scales but its layer "
+                                      "passes gradients back")
+                self.to_grad(n.name, acc, dst, float(sw[0]), (ey,))
+            elif s.op == "Relu":
+                y = saved[-1]
+                self.emit("relu_bwd_x", (gy, self.alias.get(y, y)), (dst,), n.name, {"n": size},
+                          exp=(self.evar(dst), (ey,), 0, False), kind="vjp", op="Relu")
+            elif s.op == "MaxPool":
+                pp = pool_params(n, self.shape(s.fwd_inputs[0]), self.shape(n.outputs[0]))
+                self.emit("maxpool2d_bwd_x", (gy, self.alias.get(saved[0], saved[0])), (dst,),
+                          n.name, {"pool": pp, "sat": self.site("grad " + gx)},
+                          exp=(self.evar(dst), (ey,), 0, False))
+            elif s.op in ("AveragePool", "GlobalAveragePool"):
+                acc = self.add(gx + "__acc", self.shape(gx), acc_dt)
+                if s.op == "AveragePool":
+                    pp = pool_params(n, self.shape(s.fwd_inputs[0]), self.shape(n.outputs[0]))
+                    self.emit("avgpool2d_bwd_x", (gy,), (acc,), n.name,
+                              {"pool": pp, "frac_bits": AVG_FRAC_BITS})
+                else:
+                    c, h, w = spatial(self.shape(s.fwd_inputs[0]))
+                    self.emit("global_avgpool_bwd_x", (gy,), (acc,), n.name,
+                              {"c": c, "hw": h * w, "frac_bits": AVG_FRAC_BITS})
+                self.emit("grad_quant", (acc,), (dst,), n.name, {"n": size},
+                          exp=(self.evar(dst), (ey,), -AVG_FRAC_BITS, True))
+            elif s.op == "Reshape":
+                self.emit("copy", (gy,), (dst,), n.name, {"n": size},
+                          exp=(self.evar(dst), (ey,), 0, False), kind="vjp", op="Reshape",
+                          accumulate=join is not None)
+            elif s.op == "Add":
+                if tuple(self.shape(gx)) == tuple(self.shape(gy)):
+                    self.emit("copy", (gy,), (dst,), n.name, {"n": size},
+                              exp=(self.evar(dst), (ey,), 0, False), kind="vjp", op="Add")
+                else:
+                    acc = self.add(gx + "__acc", self.shape(gx), acc_dt)
+                    from ..codegen.kernels import bcast4
+                    dims, sa, sb = bcast4(n.name, self.shape(s.fwd_inputs[0]),
+                                          self.shape(s.fwd_inputs[1]), self.shape(gy))
+                    self.emit("add_bwd", (gy,), (acc,), n.name,
+                              {"dims": dims, "sa": sa, "sb": sb, "which": s.wrt, "len": size})
+                    self.emit("grad_quant", (acc,), (dst,), n.name, {"n": size},
+                              exp=(self.evar(dst), (ey,), 0, True))
+            else:
+                raise ExportError(f"internal: no fixed-point VJP for {s.op}")
+            if join is not None:
+                join()
+
+    def run(self) -> FixedProgram:
+        fwd = self.forward()
+        self.calls = []
+        if self.p.trainable:
+            self.backward()
+        train = list(self.calls)
+        for name in self.p.graph.params:      # parameters no call reads (still exported)
+            if name not in self.tensors:
+                raise ExportError(f"internal: parameter {name!r} was not lowered")
+        trainable = tuple(t for t in self.p.trainable)
+        self.add(self.p.input, self.shape(self.p.input), "f32", TensorRole.INPUT)
+        self.add(self.p.label, self.p.tensors[self.p.label].shape, "i32", TensorRole.LABEL)
+        return FixedProgram(
+            program=self.p, qcfg=self.q, tensors=self.tensors, scales=self.scales,
+            layout=self.layout, forward=tuple(fwd), train=tuple(train),
+            sat_sites=tuple(self.sites), exps=tuple(self.exps), qinput=self.alias[self.p.input],
+            logits=self.alias.get(self.p.logits, self.p.logits), trainable=trainable,
+            input=self.p.input, label=self.p.label, seed=int(self.cfg.seed), lr=float(self.cfg.lr),
+            initial=self.initial)
