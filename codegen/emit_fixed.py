@@ -184,6 +184,31 @@ class _CEmit:
             T.append(("try", f"tt_grad_join{sfx}({ins[0]}, &{self.evar(c.exp[0])}, {ins[1]}, "
                              f"{self.evar(c.exp[1][1])}, {a['n']}, {self.sat(a)})"))
             return T
+        elif fn == "bwd_w_update":
+            p = c.outputs[0]
+            m = self.i32_table("upd_mult_" + p, a["mult"])
+            s = self.i32_table("upd_shift_" + p, a["shift"])
+            e = " + ".join(self.evar(v) for v in a["e"])
+            rnd = "TT_ROUND_STOCHASTIC" if self.fp.qcfg.rounding == "stochastic" else "TT_ROUND_NEAREST"
+            gy, x, w = ins
+            acc = P(c.outputs[1])
+            g32 = P(c.outputs[2]) if len(c.outputs) > 2 else acc
+            inner = a["inner"]
+            if a["op"] == "gemm":
+                bw = f"tt_gemm_bwd_w{sfx}({gy} + c_, {x}, {acc}, 1, {a['k']}, 1, 0)"
+            else:
+                row = self.conv(c.node + "_row", a["conv_row"])
+                bw = (f"tt_conv2d_bwd_w{sfx}(&{row}, {gy} + c_ * {a['gy_stride']}, {x} + "
+                      f"(c_ / {a['cout_g']}) * {a['x_stride']}, {acc}, 0)")
+            T.append(("raw", f"for (c_ = 0; c_ < {a['channels']}; ++c_) {{"))
+            T.append(("try", bw))
+            if len(c.outputs) > 2:
+                T.append(("try", f"tt_grad_quant_pow2_q64_q32({acc}, {g32}, {inner}, &rs)"))
+                e += " + rs"
+            T.append(("try", f"tt_sgd_upd_pc({w} + c_ * {inner}, {a['wbits']}, {g32}, 1, {inner}, "
+                             f"{m} + c_, {s} + c_, {e}, {rnd}, &rng, {self.sat(a)})"))
+            T.append(("raw", "}"))
+            return T
         elif fn == "sgd_pc":
             p = c.outputs[0]
             m = self.i32_table("upd_mult_" + p, a["mult"])

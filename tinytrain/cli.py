@@ -256,12 +256,45 @@ def cmd_export(args):
     from .pipeline import export
     con = _console()
     cfg = _config(args)
+    kw = {}
+    if args.precision in ("int8", "int16"):
+        from .passes.quantize import QuantConfig
+        from .pipeline import load_npz
+        if not args.calibration:
+            raise TinytrainError(f"--precision {args.precision} needs --calibration DATA.npz: "
+                                 "sample inputs (its x_train) to choose the activation scales")
+        kw["calibration"] = load_npz(args.calibration)["x_train"]
+        kw["quant"] = QuantConfig(bits=int(args.precision[3:]), calibration=args.calib_method,
+                                  percentile=args.percentile, per_channel=not args.per_tensor,
+                                  rounding=args.rounding)
     res, program, plan = export(args.model, args.output, cfg, precision=args.precision,
-                                algo=args.algo)
+                                algo=args.algo, **kw)
     con.print(f"wrote {len(res.files)} files to {res.out_dir}/ "
               f"(tt_model.c, tt_model.h, runtime kernels, Makefile, main.c, README.md)")
-    con.print(memory_table("memory plan", plan))
+    con.print(memory_table(f"memory plan ({args.precision})", plan))
+    if args.precision != "fp32":
+        con.print(precision_table(args.model, cfg, args.precision, plan))
     return 0
+
+
+def precision_table(model, cfg, precision, plan):
+    """The same training program in fp32 beside the exported precision: bytes saved."""
+    from rich.table import Table
+    from .pipeline import load_model, make_program
+    _, p32 = make_program(load_model(model), cfg)
+    a, b = p32.report(), plan.report()
+    t = Table(title=f"{precision} vs fp32 (same model, trainable set and optimizer)",
+              title_justify="left")
+    for c in ("memory", "fp32", precision, "saved"):
+        t.add_column(c, justify="left" if c == "memory" else "right")
+    for key, label in (("arena", "arena"), ("params_rw", "trainable parameters (RAM)"),
+                       ("grads", "parameter gradients"), ("opt_state", "optimizer state"),
+                       ("params_ro", "frozen parameters (flash)"), ("ram_total", "RAM total")):
+        saved = a[key] - b[key]
+        t.add_row(label, _fmt_bytes(a[key]), _fmt_bytes(b[key]),
+                  (f"{saved / a[key]:.0%}" if a[key] else "") if saved >= 0
+                  else f"[red]+{_fmt_bytes(-saved)}[/red]")
+    return t
 
 
 # ------------------------------------------------------------------------------- simulate
@@ -346,7 +379,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model", help="ONNX model file")
     s.add_argument("-o", "--output", required=True, help="output directory")
     s.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8", "int16"],
-                   help="number format of the training graph (this build: fp32)")
+                   help="number format of the training graph: fp32; fp16 (binary16 storage, "
+                        "fp32 arithmetic); int8 / int16 (symmetric fixed point, int32 / int64 "
+                        "accumulators, integer SGD; needs --calibration)")
+    s.add_argument("--calibration", metavar="DATA.npz",
+                   help="int8/int16: sample inputs (x_train of this file, up to 512) used to "
+                        "choose the activation scales")
+    s.add_argument("--calib-method", default="minmax", choices=["minmax", "percentile"],
+                   help="int8/int16: activation range = max |x| (minmax) or a percentile of |x|")
+    s.add_argument("--percentile", type=float, default=99.99,
+                   help="int8/int16 with --calib-method percentile (default 99.99)")
+    s.add_argument("--per-tensor", action="store_true",
+                   help="int8/int16: one scale per weight tensor everywhere (default: per "
+                        "output channel where the integer backward pass allows it)")
+    s.add_argument("--rounding", default="stochastic", choices=["stochastic", "nearest"],
+                   help="int8/int16: rounding of the integer weight updates (stochastic is "
+                        "unbiased: updates below one LSB still happen on average)")
     s.add_argument("--algo", default="bp", choices=["bp", "zo", "jvp"],
                    help="bp = backpropagation; zo = zeroth-order forward gradient (two "
                         "forward passes per random direction, no backward pass: the arena is "

@@ -130,6 +130,9 @@ class FixedTrainer:
                 ev = c.exp[0]
                 out, exps[ev], n = qk.grad_join(ins[0], exps[ev], ins[1], exps[c.exp[1][1]], bits)
                 sat[a["sat"]] += n
+            elif fn == "bwd_w_update":
+                self._bwd_w_update(c, ins, exps, rng)
+                continue
             elif fn == "sgd_pc":
                 e = sum(exps[v] for v in a["e"])
                 out, n = qk.sgd_upd_pc(ins[0], a["wbits"], ins[1], a["channels"], a["inner"],
@@ -144,6 +147,29 @@ class FixedTrainer:
                 exps[var] = sum(exps[t] for t in terms) + const + (rs if adds_rs else 0)
             dt = _NP[self.fp.tensors[c.outputs[0]].dtype]
             env[c.outputs[0]] = np.asarray(out).reshape(-1).astype(dt)
+
+    def _bwd_w_update(self, c, ins, exps, rng):
+        """Row by row: weight gradient of output channel r, then its SGD update."""
+        a, bits = c.args, self.bits
+        gy, x, w = ins
+        w = w.copy()
+        inner = a["inner"]
+        e = sum(exps[v] for v in a["e"])
+        for r in range(a["channels"]):
+            if a["op"] == "gemm":
+                acc = qk.gemm_bwd_w(gy[r:r + 1], x, 1, a["k"], 1, bits=bits)
+            else:
+                g0 = (r // a["cout_g"]) * a["x_stride"]
+                acc = qk.conv2d_bwd_w(a["conv_row"], gy[r * a["gy_stride"]:(r + 1) * a["gy_stride"]],
+                                      x[g0:g0 + a["x_stride"]], bits=bits)
+            rs = 0
+            if bits == 16:
+                acc, rs = fx.grad_quant_pow2(acc, 32)
+            sl = slice(r * inner, (r + 1) * inner)
+            w[sl], n = qk.sgd_upd_pc(w[sl], a["wbits"], acc, 1, inner, a["mult"][r:r + 1],
+                                     a["shift"][r:r + 1], e + rs, self.rounding, rng)
+            self.sat[a["sat"]] += n
+        self.weights[c.outputs[0]] = w
 
     def _env(self, x):
         fp = self.fp

@@ -410,18 +410,48 @@ class _Lowering:
             ev = self.evar(acc32)
             self.emit("narrow", (acc,), (acc32,), node, {"n": t.size}, exp=(ev, terms, 0, True))
             src, terms = acc32, (ev,)
-        s_p = self.scales[pname]
-        sx = self.a_scale(x_in)
-        lr = float(self.cfg.lr)
-        # QAS: integer step = lr * G / s_param; G = acc * s_acc * 2^e with s_acc = s_x for
-        # weights (dL/dW = gy x^T) and 1 for biases (dL/db = gy)
-        s_acc = sx if t.param_kind == "weight" else 1.0
-        mults, shifts = zip(*[_multiplier(lr * s_acc / float(s)) for s in s_p])
+        mults, shifts = self.update_multipliers(pname, x_in)
         ch, inner = self.layout[pname]
         wbits = {"i8": 8, "i16": 16, "i32": 32, "i64": 64}[t.dtype]
         self.emit("sgd_pc", (pname, src), (pname,), node,
                   {"wbits": wbits, "channels": ch, "inner": inner, "mult": tuple(mults),
                    "shift": tuple(shifts), "e": terms, "sat": self.site("update " + pname)})
+
+    def update_multipliers(self, pname, x_in):
+        """QAS: integer step = lr * G / s_param, G = acc * s_acc * 2^e with s_acc = s_x for
+        weights (dL/dW = gy x^T) and 1 for biases (dL/db = gy): per channel (mult, shift)."""
+        s_acc = self.a_scale(x_in) if self.tensors[pname].param_kind == "weight" else 1.0
+        lr = float(self.cfg.lr)
+        mults, shifts = zip(*[_multiplier(lr * s_acc / float(s)) for s in self.scales[pname]])
+        return tuple(mults), tuple(shifts)
+
+    def weight_update(self, n, s, pname, gy, x_in, ey):
+        """Weight gradient and SGD one output channel (row) at a time: the accumulator is one
+        row (inner values), not the whole tensor — same integers, same update order, a fraction
+        of the memory. The row's exponent adds the row's int64 -> int32 narrowing (int16)."""
+        bits = self.bits
+        ch, inner = self.layout[pname]
+        acc = self.add(pname + GRAD + "__row", (inner,), _adt(bits))
+        outs = (pname, acc)
+        if bits == 16:
+            outs += (self.add(pname + GRAD + "__row32", (inner,), "i32"),)
+        mults, shifts = self.update_multipliers(pname, x_in)
+        t = self.tensors[pname]
+        args = {"wbits": {"i8": 8, "i16": 16}[t.dtype], "channels": ch, "inner": inner,
+                "mult": mults, "shift": shifts, "e": (ey,), "sat": self.site("update " + pname)}
+        if s.op == "Gemm":
+            nn, k = self.shape(s.fwd_inputs[0])
+            if nn != 1:
+                raise ExportError(f"internal: Gemm {n.name!r} with {nn} rows in a batch-1 program")
+            args.update(op="gemm", k=k, m=ch)
+        else:
+            cp = conv_params(n, self.shape(s.fwd_inputs[0]), self.shape(s.fwd_inputs[1]),
+                             self.shape(n.outputs[0]))
+            cin_g, cout_g = cp["in_c"] // cp["groups"], cp["out_c"] // cp["groups"]
+            row = dict(cp, in_c=cin_g, out_c=1, groups=1)
+            args.update(op="conv", conv_row=row, cout_g=cout_g,
+                        x_stride=cin_g * cp["in_h"] * cp["in_w"], gy_stride=cp["out_h"] * cp["out_w"])
+        self.emit("bwd_w_update", (gy, x_in, pname), outs, n.name, args)
 
     def backward(self):
         p, bits = self.p, self.bits
@@ -452,6 +482,9 @@ class _Lowering:
             if target in self.trainable:           # parameter gradient -> update
                 pname = target
                 x_in = fx_in[0]
+                if s.wrt == 1:
+                    self.weight_update(n, s, pname, gy, x_in, ey)
+                    continue
                 acc = self.add(pname + GRAD + "__acc", self.tensors[pname].shape, acc_dt)
                 if s.op == "Gemm":
                     nn, k = self.shape(s.fwd_inputs[0])
