@@ -72,11 +72,12 @@ class FixedTrainer:
             elif fn == "gemm_fwd":
                 b = ins[2] if len(ins) > 2 else None
                 out, n = qk.gemm_fwd(ins[0], ins[1], b, a["n"], a["k"], a["m"],
-                                     requant_of(a["rq"]), bits)
+                                     requant_of(a["rq"]), bits, wbits=a["wbits"])
                 sat[a["sat"]] += n
             elif fn == "conv2d_fwd":
                 b = ins[2] if len(ins) > 2 else None
-                out, n = qk.conv2d_fwd(a["conv"], ins[0], ins[1], b, requant_of(a["rq"]), bits)
+                out, n = qk.conv2d_fwd(a["conv"], ins[0], ins[1], b, requant_of(a["rq"]), bits,
+                                       wbits=a["wbits"])
                 sat[a["sat"]] += n
             elif fn == "relu_fwd":
                 out = qk.relu_fwd(ins[0])
@@ -148,6 +149,52 @@ class FixedTrainer:
             dt = _NP[self.fp.tensors[c.outputs[0]].dtype]
             env[c.outputs[0]] = np.asarray(out).reshape(-1).astype(dt)
 
+    def _zo_step(self, env, exps, rrng) -> float:
+        """Fixed-point SPSA (lower_fixed._Lowering.zo_spec): perturb, two forward passes,
+        exact restore, update — z regenerated from (seed, step, k) each time."""
+        fp, z = self.fp, self.fp.zo
+        lz = z["loss"]
+        self._run(fp.forward[:1], env, exps, None)           # quantize the input once
+        rr = rrng if self.rounding == qk.ROUND_STOCHASTIC else None
+        l0 = 0.0
+
+        def apply(k, mul):
+            zr = Pcg32(fp.seed, stream_id(self.step, k))
+            for p in z["params"]:
+                w, ns = qk.zo_perturb(self.weights[p["name"]], zr, mul * p["eps"], z["dist"],
+                                      bits=p["wbits"])
+                self.weights[p["name"]] = env[p["name"]] = np.asarray(w).reshape(-1)
+                self.sat[p["sat"]] += ns
+
+        def loss():
+            self._run(fp.forward, env, exps, None)
+            lq, _ = qk.softmax_xent(env[lz["logits"]], env[fp.label], lz["rows"], lz["cols"],
+                                    lz["x_mult"], lz["x_shift"])
+            return int(lq)
+
+        for k in range(z["n"]):
+            apply(k, 1)
+            lp = loss()
+            apply(k, -2)
+            lm = loss()
+            apply(k, 1)
+            diff = lp - lm
+            d = max(min(diff, (1 << 31) - 1), -(1 << 31))
+            self.sat[z["sat"]] += int(d != diff)
+            if k == 0:
+                l0 = float(np.float32(lp + lm) * np.float32(2.0 ** -25))
+            if z["sign"]:
+                d = (1 << 24) * ((d > 0) - (d < 0))
+            zr = Pcg32(fp.seed, stream_id(self.step, k))
+            for p in z["params"]:
+                c, ns = qk.zo_coef(d, p["mult"], p["shift"], z["frac_bits"])
+                self.sat[p["sat"]] += ns
+                w, ns = qk.zo_update(self.weights[p["name"]], zr, z["dist"], c, z["frac_bits"],
+                                     self.rounding, rr, p["lo"], p["hi"], bits=p["wbits"])
+                self.weights[p["name"]] = env[p["name"]] = np.asarray(w).reshape(-1)
+                self.sat[p["sat"]] += ns
+        return l0
+
     def _bwd_w_update(self, c, ins, exps, rng):
         """Row by row: weight gradient of output channel r, then its SGD update."""
         a, bits = c.args, self.bits
@@ -211,6 +258,10 @@ class FixedTrainer:
             env[fp.label] = np.array([lab], np.int32)
             exps: dict[str, int] = {}
             rng = Pcg32(fp.seed, stream_id(self.step, UPDATE_STREAM))
+            if fp.zo is not None:
+                total += self._zo_step(env, exps, rng)
+                self.step += 1
+                continue
             self._run(fp.forward, env, exps, rng)
             self._run(fp.train, env, exps, rng)
             total += float(np.float32(env["__loss_q24"]) * LOSS_SCALE)

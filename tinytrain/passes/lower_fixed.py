@@ -37,6 +37,7 @@ from .training import GRAD, TrainConfig, build_training_program
 FIXED_OPS = ("Gemm", "Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Add",
              "Reshape")
 AVG_FRAC_BITS = 16
+ZO_FRAC_BITS = 16            # zo update coefficient: 2^-16 weight LSBs per unit of z
 UPDATE_STREAM = 0xFFFFFFFF   # PRNG stream k of the stochastic rounding draws of step t
 
 
@@ -77,13 +78,17 @@ class FixedProgram:
     seed: int = 0
     lr: float = 0.0
     initial: dict = field(default_factory=dict)   # param -> int64 array (quantized values)
+    zo: dict | None = None          # fixed-point SPSA step (lower_fixed._Lowering.zo_spec)
+    warnings: tuple = ()            # what the user should know (sub-LSB perturbations, 8w8a)
 
     @property
     def bits(self) -> int:
         return self.qcfg.bits
 
     @property
-    def train_steps(self):          # what plan_arena walks
+    def train_steps(self):
+        """What plan_arena walks (zo: the forward pass, which quantizes the caller's float
+        input again each time, so nothing lives across passes: arena = inference arena)."""
         return self.forward + self.train
 
     @property
@@ -160,9 +165,12 @@ def pool_params(node, xs, ys) -> dict:
 
 
 def check_fixed_config(cfg: TrainConfig, trainable):
-    if cfg.algo != "bp":
-        raise ConfigError(f"fixed-point export supports --algo bp in this build, not "
-                          f"{cfg.algo!r}")
+    if cfg.algo not in ("bp", "zo"):
+        raise ConfigError(f"fixed-point export supports --algo bp and zo, not {cfg.algo!r} "
+                          "(forward-mode jvp runs in fp32 / fp16)")
+    if cfg.hybrid_bp_layers:
+        raise ConfigError("the zo + backprop hybrid is available in fp32; fixed-point zo "
+                          "perturbs every trainable parameter")
     if not trainable:
         return
     if cfg.loss != "cross_entropy":
@@ -188,8 +196,7 @@ def lower_fixed(graph, cfg: TrainConfig, qcfg: QuantConfig, calib_samples) -> Fi
             raise ExportError(f"node {n.name!r} has op type {n.op}, which has no fixed-point "
                               f"kernel; fixed-point export supports {', '.join(FIXED_OPS)}. "
                               "Export this model with --precision fp32 or fp16.")
-    bp_cfg = replace(cfg, fuse_update=False)
-    program = build_training_program(graph, bp_cfg)
+    program = build_training_program(graph, replace(cfg, fuse_update=False))
     check_fixed_config(cfg, program.trainable)
     ranges = calibrate(graph, calib_samples, qcfg)
     return _Lowering(graph, program, cfg, qcfg, ranges).run()
@@ -206,7 +213,9 @@ class _Lowering:
         self.exps: list[str] = []
         self.initial: dict[str, np.ndarray] = {}
         self.calls: list[QCall] = []
+        self.warnings: list[str] = []
         self.trainable = set(program.trainable)
+        self.zo = cfg.algo == "zo"
         # layers whose input gradient is computed need one weight scale (module doc)
         self.backprops = {s.node for s in program.train_steps if s.kind == "vjp" and s.wrt == 0}
 
@@ -257,24 +266,36 @@ class _Lowering:
         v = np.asarray(self.g.initializers[name], np.float64)
         trainable = name in self.trainable
         w_name = node.inputs[1]
+        wb = self.wbits(node)
         if name == w_name:
-            per_ch = self.q.per_channel and node.name not in self.backprops
+            # zo perturbs whole tensors with one step size: one scale per trainable tensor
+            per_ch = self.q.per_channel and node.name not in self.backprops and not (
+                self.zo and trainable)
             head = self.q.trainable_headroom if trainable else 1.0
-            s = weight_scales(v, per_ch, head, self.q)
-            q = quantize_values(v, s, self.bits)
-            self.add(name, v.shape, _sdt(self.bits), role, "weight")
+            s = weight_scales(v, per_ch, head, replace(self.q, bits=wb))
+            q = quantize_values(v, s, wb)
+            self.add(name, v.shape, _sdt(wb), role, "weight")
             self.layout[name] = (v.shape[0], int(v.size // v.shape[0]))
         else:
             sw = self.scales[self.param(node, w_name)]
             s = self.a_scale(x_in) * sw
             q = np.rint(v / s).astype(np.int64)
-            lim = (1 << 31) - 1 if self.bits == 8 else (1 << 47)
+            wide = self.bits == 16 or wb == 16
+            lim = (1 << 47) if wide else (1 << 31) - 1
             q = np.clip(q, -lim, lim)
-            self.add(name, v.shape, _adt(self.bits), role, "bias")
+            self.add(name, v.shape, "i64" if wide else "i32", role, "bias")
             self.layout[name] = (v.shape[0], 1)
         self.scales[name] = np.asarray(s, np.float64)
         self.initial[name] = q
         return name
+
+    def wbits(self, node) -> int:
+        """Weight bits of a layer: 16 for a zo-trained layer of an int8 model in the 16w8a
+        format, else the model's bits."""
+        if self.zo and self.bits == 8 and self.q.zo_weight_bits == 16 and any(
+                i in self.trainable for i in node.inputs[1:]):
+            return 16
+        return self.bits
 
     # ---- forward -----------------------------------------------------------------------------
     def requant(self, node, x, w, y, fused_relu):
@@ -316,7 +337,7 @@ class _Lowering:
                 w = self.param(n, ins[1])
                 b = self.param(n, ins[2], x) if len(ins) > 2 and ins[2] else None
                 rq = self.requant(n, x, w, y, fused)
-                args = {"rq": rq, "sat": self.site("output " + y)}
+                args = {"rq": rq, "sat": self.site("output " + y), "wbits": self.wbits(n)}
                 if op == "Gemm":
                     nn, k = self.shape(n.inputs[0])
                     args.update(n=nn, k=k, m=self.shape(n.inputs[1])[0])
@@ -453,6 +474,59 @@ class _Lowering:
                         x_stride=cin_g * cp["in_h"] * cp["in_w"], gy_stride=cp["out_h"] * cp["out_w"])
         self.emit("bwd_w_update", (gy, x_in, pname), outs, n.name, args)
 
+    def zo_spec(self) -> dict:
+        """Fixed-point SPSA (module doc of zeroth_order.py for the float form): per tensor t an
+        integer step eps_t = max(1, round(zo_eps / s_t)) LSBs, so the real perturbation is about
+        zo_eps everywhere; weights live in a guard band |w| <= qmax - eps_t * max|z| so
+        w + eps z never saturates and perturb / restore are exact integer adds. Update (QAS,
+        the float-equivalent step): w_t -= lr * d / (2 eps_t s_t^2 n) * z with d = L+ - L- in
+        Q24, or lr * sign(d) / (s_t n) * z for sign-SPSA, as c_t = tt_zo_coef(d) in 2^-16
+        LSB units and a stochastically rounded tt_zo_update."""
+        cfg, p = self.cfg, self.p
+        zmax = 1 if cfg.zo_dist == "rademacher" else 510
+        n = int(cfg.perturbations)
+        sign = cfg.zo_estimator == "sign"
+        params = []
+        for name in p.fg_params:
+            t = self.tensors[name]
+            wb = {"i8": 8, "i16": 16, "i32": 32, "i64": 64}[t.dtype]
+            s = float(self.scales[name][0])
+            if not np.all(self.scales[name] == s):
+                raise ExportError(f"internal: zo parameter {name!r} has per-channel scales")
+            eps = int(round(cfg.zo_eps / s))
+            if eps < 1:
+                self.warnings.append(
+                    f"zo: eps {cfg.zo_eps:g} is {cfg.zo_eps / s:.2f} LSB of {name!r} "
+                    f"({t.dtype}, scale {s:.3g}); it would round to zero, 1 LSB is used "
+                    f"(a real perturbation of {s:.3g})")
+                eps = 1
+            eps = min(eps, 32767)
+            qmax = (1 << (wb - 1)) - 1
+            guard = eps * zmax
+            if wb <= 16 and guard > qmax // 4:
+                raise ConfigError(f"zo: the perturbation of {name!r} ({eps} LSB x {zmax}) takes "
+                                  f"more than a quarter of its {t.dtype} range; lower --zo-eps "
+                                  "or use rademacher perturbations")
+            lo, hi = -qmax + guard, qmax - guard
+            self.initial[name] = np.clip(self.initial[name], lo, hi)
+            real = (cfg.lr / (s * n)) if sign else (cfg.lr / (2.0 * eps * s * s * n))
+            mult, shift = _multiplier(real * 2.0 ** -24)
+            params.append({"name": name, "wbits": wb, "size": t.size, "eps": eps, "lo": lo,
+                           "hi": hi, "mult": mult, "shift": shift,
+                           "sat": self.site("zo " + name)})
+        if any(q["wbits"] == 8 for q in params):
+            self.warnings.append(
+                "zo with 8-bit weights (8w8a): most updates are below one LSB and happen only "
+                "through stochastic rounding; QZO-FF found 8-bit weights too coarse for zo to "
+                "converge. The default 16w8a keeps int8 activations with int16 weights.")
+        logits = self.alias.get(p.logits, p.logits)
+        m, sh = fx.quantize_multiplier(self.a_scale(logits))
+        return {"n": n, "dist": 0 if cfg.zo_dist == "rademacher" else 1, "sign": sign,
+                "frac_bits": ZO_FRAC_BITS, "params": params,
+                "loss": {"rows": self.shape(p.logits)[0], "cols": self.shape(p.logits)[1],
+                         "x_mult": m, "x_shift": sh, "logits": logits},
+                "sat": self.site("zo loss difference")}
+
     def backward(self):
         p, bits = self.p, self.bits
         self.part = 0
@@ -568,7 +642,10 @@ class _Lowering:
     def run(self) -> FixedProgram:
         fwd = self.forward()
         self.calls = []
-        if self.p.trainable:
+        zo = None
+        if self.p.trainable and self.zo:
+            zo = self.zo_spec()
+        elif self.p.trainable:
             self.backward()
         train = list(self.calls)
         for name in self.p.graph.params:      # parameters no call reads (still exported)
@@ -583,4 +660,4 @@ class _Lowering:
             sat_sites=tuple(self.sites), exps=tuple(self.exps), qinput=self.alias[self.p.input],
             logits=self.alias.get(self.p.logits, self.p.logits), trainable=trainable,
             input=self.p.input, label=self.p.label, seed=int(self.cfg.seed), lr=float(self.cfg.lr),
-            initial=self.initial)
+            initial=self.initial, zo=zo, warnings=tuple(self.warnings))

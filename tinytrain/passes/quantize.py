@@ -39,6 +39,10 @@ class QuantConfig:
     # do not saturate at once (1.0 = no headroom). Saturations are counted either way.
     trainable_headroom: float = 1.0
     calibration_samples: int = 512
+    # zo (SPSA) with 8-bit activations: bits of the perturbed weights. 16 = the 16w8a format
+    # (int16 weights, int8 activations, mixed kernels), the default: an 8-bit weight cannot
+    # hold a perturbation or an update below one LSB. 8 = 8w8a (warned about).
+    zo_weight_bits: int = 16
 
     def __post_init__(self):
         if self.bits not in (8, 16):
@@ -51,6 +55,8 @@ class QuantConfig:
         if self.rounding not in ROUNDINGS:
             raise ConfigError(f"unknown rounding {self.rounding!r}; choose "
                               f"{' or '.join(ROUNDINGS)}")
+        if self.zo_weight_bits not in (8, 16):
+            raise ConfigError(f"zo weight bits must be 8 or 16, got {self.zo_weight_bits}")
         if not self.trainable_headroom >= 1.0:
             raise ConfigError(f"trainable_headroom must be >= 1, got {self.trainable_headroom}")
 
