@@ -74,6 +74,27 @@ tt_status tt_conv2d_bwd_w_q8(const tt_conv2d_params *p, const int8_t *gy, const 
 tt_status tt_conv2d_bwd_w_q16(const tt_conv2d_params *p, const int16_t *gy, const int16_t *x,
                               int64_t *TT_RESTRICT gw, int accumulate);
 
+/* ------------------------------------------------------------------ mixed precision: w16a8
+ * Forward only, for zeroth-order (SPSA) training, where the weights take the perturbations and
+ * the updates (int16: eps * z and sub-LSB steps fit) while activations stay int8.
+ * _w16a8: int8 activations x and y, int16 weights, int64 accumulator and bias (products at
+ * most 2^22, 2^17 of them below 2^39). Geometry, loops and bias exactly as the _q8 / _q16
+ * kernels. Requantization: TT_RQ_TFLITE is TFLite's int64 form tt_mbqm64 (the 16x8 kernels;
+ * shift in [-31, 14]) applied to the int64 accumulator, never narrowed to int32 first;
+ * TT_RQ_POW2 / TT_RQ_FLOAT as for the other kernels. Then saturation to int8 (counted in
+ * *sat), then the clamp to [act_min, act_max] (within int8).
+ * tt_requant_check_acc64 / tt_requant_one_acc64 (tt_gemm_q.c): that requantization for any
+ * output width (bits 8 or 16; for 16 they equal tt_requant_check / tt_requant_one). */
+tt_status tt_gemm_fwd_w16a8(const int8_t *x, const int16_t *w, const int64_t *b,
+                            int8_t *TT_RESTRICT y, int n, int k, int m, const tt_requant *rq,
+                            uint32_t *sat);
+tt_status tt_conv2d_fwd_w16a8(const tt_conv2d_params *p, const int8_t *x, const int16_t *w,
+                              const int64_t *b, int8_t *TT_RESTRICT y, const tt_requant *rq,
+                              uint32_t *sat);
+tt_status tt_requant_check_acc64(const tt_requant *rq, int channels, int bits);
+int32_t tt_requant_one_acc64(const tt_requant *rq, int ch, int64_t acc, int bits,
+                             uint32_t *sat);
+
 /* ------------------------------------------------------------------ ReLU and 1-bit masks
  * fwd: y = max(x, 0) (scale unchanged). bwd: gx = (y > 0) ? gy : 0. In place allowed.
  * A mask stores bit (i % 8) of byte i / 8 = (y[i] > 0); n bits in ceil(n/8) bytes, unused
@@ -234,6 +255,30 @@ tt_status tt_zo_perturb_q16(const int16_t *w, int16_t *w_out, int n, tt_prng *rn
                             int dist, uint32_t *sat);
 tt_status tt_zo_accum_q32(int32_t *g, int n, tt_prng *rng, int32_t d, int shift, int dist,
                           uint32_t *sat);
+
+/* Zeroth-order SGD step, z regenerated (never stored): with zrng seeded as for the
+ * perturbation, element i ascending draws z_i exactly as tt_zo_perturb_* does (same values,
+ * same draws consumed by a call of n elements: ceil(n/32) for Rademacher, n for Gauss), then
+ *   D = c * z_i (int64 exact: |c| <= 2^40, |z| <= 510)
+ *   delta = tt_rdbpot64(D, frac_bits)                      rounding = TT_ROUND_NEAREST
+ *         = tt_sr_rshift_i64(D, frac_bits, tt_prng_u32(rrng))  TT_ROUND_STOCHASTIC (one rrng
+ *                                                          draw per element, always)
+ *   w[i] = clamp(w[i] - delta, lo, hi) (counted in *sat)
+ * c is the step in units of 2^-frac_bits weight LSBs per unit of z (tt_zo_coef). TT_ERR_ARG,
+ * nothing written and no draw, for |c| > 2^40, frac_bits outside [0, 62], lo / hi outside the
+ * storage range or lo > hi, an unknown dist / rounding, zrng NULL, rrng NULL with
+ * TT_ROUND_STOCHASTIC (rrng may be NULL for nearest), or rrng == zrng (the rounding draws
+ * would shift z away from the perturbation's).
+ * tt_zo_coef: c = round(d * mult * 2^(shift - 31 + frac_bits)) ties away from zero, exact in
+ *   int64 (tt_shift_round64 of d * mult; an exponent below -63 gives 0, above 62 saturates),
+ *   clamped to [-2^40, 2^40] (counted in *sat, may be NULL). d: the loss difference
+ *   (L+ - L-); (mult, shift): lr / (2 eps) and the scales, as fixed.quantize_multiplier. */
+tt_status tt_zo_update_q8(int8_t *w, int n, tt_prng *zrng, int dist, int64_t c, int frac_bits,
+                          int rounding, tt_prng *rrng, int32_t lo, int32_t hi, uint32_t *sat);
+tt_status tt_zo_update_q16(int16_t *w, int n, tt_prng *zrng, int dist, int64_t c,
+                           int frac_bits, int rounding, tt_prng *rrng, int32_t lo, int32_t hi,
+                           uint32_t *sat);
+int64_t tt_zo_coef(int32_t d, int32_t mult, int shift, int frac_bits, uint32_t *sat);
 
 
 /* ------------------------------------------------------------------ training-step glue

@@ -2,7 +2,9 @@
  * tt_conv_q.c - fixed-point 2-D grouped convolution (depthwise, pointwise, any stride and
  * padding): forward (requantized), input gradient and weight gradient (accumulators).
  *
- * Instantiated twice (see tt_gemm_q.c): _q8 (int8 / int32) and _q16 (int16 / int64).
+ * Instantiated as tt_gemm_q.c (see the macros there): _q8 (int8 / int32) and _q16 (int16 /
+ * int64), every pass; _w16a8 (int8 activations, int16 weights, int64 accumulators, TFLite
+ * requantization by tt_mbqm64 to int8), the forward pass only.
  * For every output row / column the valid kernel-tap range is computed once (taps outside the
  * input are skipped), so there is no padding buffer and no per-tap test. The backward passes
  * scatter each non-zero output gradient (ReLU leaves many zeros); integer sums are exact, so
@@ -44,26 +46,56 @@ static tt_status conv_check(const tt_conv2d_params *p)
 #define TT_Q(name) TT_Q_CAT(name, TQ_SUF)
 #define TT_Q_TEMPLATE_PASS
 
-#define TQ int8_t
+#define TA int8_t
+#define TW int8_t
 #define TACC int32_t
 #define TQ_SUF _q8
-#define TQ_BITS 8
+#define TA_BITS 8
+#define TQ_RQ_ONE tt_requant_one
+#define TQ_RQ_CHECK tt_requant_check
+#define TQ_FWD_ONLY 0
 #include "tt_conv_q.c"
-#undef TQ
+#undef TA
+#undef TW
 #undef TACC
 #undef TQ_SUF
-#undef TQ_BITS
+#undef TA_BITS
+#undef TQ_RQ_ONE
+#undef TQ_RQ_CHECK
+#undef TQ_FWD_ONLY
 
-#define TQ int16_t
+#define TA int16_t
+#define TW int16_t
 #define TACC int64_t
 #define TQ_SUF _q16
-#define TQ_BITS 16
+#define TA_BITS 16
+#define TQ_RQ_ONE tt_requant_one
+#define TQ_RQ_CHECK tt_requant_check
+#define TQ_FWD_ONLY 0
+#include "tt_conv_q.c"
+#undef TA
+#undef TW
+#undef TACC
+#undef TQ_SUF
+#undef TA_BITS
+#undef TQ_RQ_ONE
+#undef TQ_RQ_CHECK
+#undef TQ_FWD_ONLY
+
+#define TA int8_t
+#define TW int16_t
+#define TACC int64_t
+#define TQ_SUF _w16a8
+#define TA_BITS 8
+#define TQ_RQ_ONE tt_requant_one_acc64
+#define TQ_RQ_CHECK tt_requant_check_acc64
+#define TQ_FWD_ONLY 1
 #include "tt_conv_q.c"
 
 #else /* ======================================================== template body */
 
-tt_status TT_Q(tt_conv2d_fwd)(const tt_conv2d_params *p, const TQ *x, const TQ *w,
-                              const TACC *b, TQ *TT_RESTRICT y, const tt_requant *rq,
+tt_status TT_Q(tt_conv2d_fwd)(const tt_conv2d_params *p, const TA *x, const TW *w,
+                              const TACC *b, TA *TT_RESTRICT y, const tt_requant *rq,
                               uint32_t *sat)
 {
     uint32_t dummy = 0;
@@ -75,7 +107,7 @@ tt_status TT_Q(tt_conv2d_fwd)(const tt_conv2d_params *p, const TQ *x, const TQ *
     if (x == NULL || w == NULL || y == NULL) {
         return TT_ERR_ARG;
     }
-    st = tt_requant_check(rq, p->out_c, TQ_BITS);
+    st = TQ_RQ_CHECK(rq, p->out_c, TA_BITS);
     if (st != TT_OK) {
         return st;
     }
@@ -87,8 +119,8 @@ tt_status TT_Q(tt_conv2d_fwd)(const tt_conv2d_params *p, const TQ *x, const TQ *
         const size_t in_hw = (size_t)p->in_h * (size_t)p->in_w;
         const size_t wst = (size_t)cin_g * (size_t)p->k_h * (size_t)p->k_w;
         for (oc = 0; oc < p->out_c; ++oc) {
-            const TQ *xg = x + (size_t)(oc / cout_g) * (size_t)cin_g * in_hw;
-            const TQ *wo = w + (size_t)oc * wst;
+            const TA *xg = x + (size_t)(oc / cout_g) * (size_t)cin_g * in_hw;
+            const TW *wo = w + (size_t)oc * wst;
             const TACC init = (b != NULL) ? b[oc] : 0;
             for (oh = 0; oh < p->out_h; ++oh) {
                 int kh0, kh1;
@@ -100,18 +132,18 @@ tt_status TT_Q(tt_conv2d_fwd)(const tt_conv2d_params *p, const TQ *x, const TQ *
                     TACC acc = init;
                     tap_range(ow, p->stride_w, p->pad_left, p->k_w, p->in_w, &kw0, &kw1);
                     for (icg = 0; icg < cin_g && kw0 < kw1; ++icg) {
-                        const TQ *xc = xg + (size_t)icg * in_hw;
-                        const TQ *wc = wo + (size_t)icg * (size_t)p->k_h * (size_t)p->k_w;
+                        const TA *xc = xg + (size_t)icg * in_hw;
+                        const TW *wc = wo + (size_t)icg * (size_t)p->k_h * (size_t)p->k_w;
                         for (kh = kh0; kh < kh1; ++kh) {
-                            const TQ *xr = xc + (size_t)(ih0 + kh) * (size_t)p->in_w +
+                            const TA *xr = xc + (size_t)(ih0 + kh) * (size_t)p->in_w +
                                            (size_t)(iw0 + kw0);
-                            const TQ *wr = wc + (size_t)kh * (size_t)p->k_w + (size_t)kw0;
+                            const TW *wr = wc + (size_t)kh * (size_t)p->k_w + (size_t)kw0;
                             for (kw = 0; kw < kw1 - kw0; ++kw) {
                                 acc += (TACC)xr[kw] * wr[kw];
                             }
                         }
                     }
-                    *y++ = (TQ)tt_requant_one(rq, oc, acc, TQ_BITS, sat);
+                    *y++ = (TA)TQ_RQ_ONE(rq, oc, acc, TA_BITS, sat);
                 }
             }
         }
@@ -119,7 +151,9 @@ tt_status TT_Q(tt_conv2d_fwd)(const tt_conv2d_params *p, const TQ *x, const TQ *
     return TT_OK;
 }
 
-tt_status TT_Q(tt_conv2d_bwd_x)(const tt_conv2d_params *p, const TQ *gy, const TQ *w,
+#if !TQ_FWD_ONLY
+
+tt_status TT_Q(tt_conv2d_bwd_x)(const tt_conv2d_params *p, const TA *gy, const TW *w,
                                 TACC *TT_RESTRICT gx, int accumulate)
 {
     const tt_status st = conv_check(p);
@@ -142,7 +176,7 @@ tt_status TT_Q(tt_conv2d_bwd_x)(const tt_conv2d_params *p, const TQ *gy, const T
         }
         for (oc = 0; oc < p->out_c; ++oc) {
             TACC *gxg = gx + (size_t)(oc / cout_g) * (size_t)cin_g * in_hw;
-            const TQ *wo = w + (size_t)oc * wst;
+            const TW *wo = w + (size_t)oc * wst;
             for (oh = 0; oh < p->out_h; ++oh) {
                 int kh0, kh1;
                 const int ih0 = oh * p->stride_h - p->pad_top;
@@ -157,11 +191,11 @@ tt_status TT_Q(tt_conv2d_bwd_x)(const tt_conv2d_params *p, const TQ *gy, const T
                     tap_range(ow, p->stride_w, p->pad_left, p->k_w, p->in_w, &kw0, &kw1);
                     for (icg = 0; icg < cin_g && kw0 < kw1; ++icg) {
                         TACC *gc = gxg + (size_t)icg * in_hw;
-                        const TQ *wc = wo + (size_t)icg * (size_t)p->k_h * (size_t)p->k_w;
+                        const TW *wc = wo + (size_t)icg * (size_t)p->k_h * (size_t)p->k_w;
                         for (kh = kh0; kh < kh1; ++kh) {
                             TACC *gr = gc + (size_t)(ih0 + kh) * (size_t)p->in_w +
                                        (size_t)(iw0 + kw0);
-                            const TQ *wr = wc + (size_t)kh * (size_t)p->k_w + (size_t)kw0;
+                            const TW *wr = wc + (size_t)kh * (size_t)p->k_w + (size_t)kw0;
                             for (kw = 0; kw < kw1 - kw0; ++kw) {
                                 gr[kw] += g * wr[kw];
                             }
@@ -174,7 +208,7 @@ tt_status TT_Q(tt_conv2d_bwd_x)(const tt_conv2d_params *p, const TQ *gy, const T
     return TT_OK;
 }
 
-tt_status TT_Q(tt_conv2d_bwd_w)(const tt_conv2d_params *p, const TQ *gy, const TQ *x,
+tt_status TT_Q(tt_conv2d_bwd_w)(const tt_conv2d_params *p, const TA *gy, const TA *x,
                                 TACC *TT_RESTRICT gw, int accumulate)
 {
     const tt_status st = conv_check(p);
@@ -196,7 +230,7 @@ tt_status TT_Q(tt_conv2d_bwd_w)(const tt_conv2d_params *p, const TQ *gy, const T
             }
         }
         for (oc = 0; oc < p->out_c; ++oc) {
-            const TQ *xg = x + (size_t)(oc / cout_g) * (size_t)cin_g * in_hw;
+            const TA *xg = x + (size_t)(oc / cout_g) * (size_t)cin_g * in_hw;
             TACC *gwo = gw + (size_t)oc * wst;
             for (oh = 0; oh < p->out_h; ++oh) {
                 int kh0, kh1;
@@ -211,10 +245,10 @@ tt_status TT_Q(tt_conv2d_bwd_w)(const tt_conv2d_params *p, const TQ *gy, const T
                     }
                     tap_range(ow, p->stride_w, p->pad_left, p->k_w, p->in_w, &kw0, &kw1);
                     for (icg = 0; icg < cin_g && kw0 < kw1; ++icg) {
-                        const TQ *xc = xg + (size_t)icg * in_hw;
+                        const TA *xc = xg + (size_t)icg * in_hw;
                         TACC *gc = gwo + (size_t)icg * (size_t)p->k_h * (size_t)p->k_w;
                         for (kh = kh0; kh < kh1; ++kh) {
-                            const TQ *xr = xc + (size_t)(ih0 + kh) * (size_t)p->in_w +
+                            const TA *xr = xc + (size_t)(ih0 + kh) * (size_t)p->in_w +
                                            (size_t)(iw0 + kw0);
                             TACC *gr = gc + (size_t)kh * (size_t)p->k_w + (size_t)kw0;
                             for (kw = 0; kw < kw1 - kw0; ++kw) {
@@ -228,5 +262,7 @@ tt_status TT_Q(tt_conv2d_bwd_w)(const tt_conv2d_params *p, const TQ *gy, const T
     }
     return TT_OK;
 }
+
+#endif /* !TQ_FWD_ONLY */
 
 #endif /* TT_Q_TEMPLATE_PASS */

@@ -1,9 +1,9 @@
 /*
  * tt_perturb_q.c - forward-gradient (zeroth-order, SPSA) helpers in fixed point: apply a
- * regenerated perturbation to integer weights, and accumulate d_k * z_k into an int32
- * gradient. Specification in tt_qkernels.h.
+ * regenerated perturbation to integer weights, accumulate d_k * z_k into an int32 gradient,
+ * or apply the SGD step c * z_k to the weights directly. Specification in tt_qkernels.h.
  *
- * The perturbation z is never stored: both kernels draw it from the generator in the same
+ * The perturbation z is never stored: every kernel draws it through next_z, in the same
  * order as tt_prng_rademacher_i8 / tt_prng_gauss_i16, so seeding the same (seed, stream)
  * twice gives the same z. Instantiated twice (see tt_gemm_q.c): _q8 and _q16.
  */
@@ -52,6 +52,28 @@ tt_status tt_zo_accum_q32(int32_t *g, int n, tt_prng *rng, int32_t d, int shift,
     return TT_OK;
 }
 
+/* |c| <= 2^40 keeps c * z (|z| <= 510) exact in int64 with room to spare */
+#define TT_ZO_C_MAX ((int64_t)1 << 40)
+
+int64_t tt_zo_coef(int32_t d, int32_t mult, int shift, int frac_bits, uint32_t *sat)
+{
+    const int64_t x = (int64_t)d * mult; /* |x| <= 2^62: exact */
+    const int e = shift - 31 + frac_bits;
+    int64_t c;
+    if (e < -63) {
+        return 0; /* |x| / 2^64 <= 1/4 rounds to 0 */
+    }
+    /* beyond 62 the result is 0 or saturates either way (|x| * 2^62 > 2^40 for x != 0) */
+    c = tt_shift_round64(x, e > 62 ? 62 : e);
+    if (c > TT_ZO_C_MAX || c < -TT_ZO_C_MAX) {
+        if (sat != NULL) {
+            ++*sat;
+        }
+        return c > 0 ? TT_ZO_C_MAX : -TT_ZO_C_MAX;
+    }
+    return c;
+}
+
 #define TT_Q_CAT2(a, b) a##b
 #define TT_Q_CAT(a, b) TT_Q_CAT2(a, b)
 #define TT_Q(name) TT_Q_CAT(name, TQ_SUF)
@@ -90,6 +112,32 @@ tt_status TT_Q(tt_zo_perturb)(const TQ *w, TQ *w_out, int n, tt_prng *rng, int32
     for (i = 0; i < n; ++i) {
         const int32_t z = next_z(rng, dist, &word, &left);
         w_out[i] = (TQ)tt_clamp_count((int64_t)w[i] + (int64_t)eps * z, TQ_MIN, TQ_MAX, sat);
+    }
+    return TT_OK;
+}
+
+tt_status TT_Q(tt_zo_update)(TQ *w, int n, tt_prng *zrng, int dist, int64_t c, int frac_bits,
+                             int rounding, tt_prng *rrng, int32_t lo, int32_t hi, uint32_t *sat)
+{
+    uint32_t dummy = 0, word = 0U;
+    int i, left = 0;
+    if (n < 0 || (n > 0 && w == NULL) || zrng == NULL ||
+        (dist != TT_ZO_RADEMACHER && dist != TT_ZO_GAUSS) || c > TT_ZO_C_MAX ||
+        c < -TT_ZO_C_MAX || frac_bits < 0 || frac_bits > 62 || lo < TQ_MIN || hi > TQ_MAX ||
+        lo > hi || (rounding != TT_ROUND_NEAREST && rounding != TT_ROUND_STOCHASTIC) ||
+        (rounding == TT_ROUND_STOCHASTIC && (rrng == NULL || rrng == zrng))) {
+        return TT_ERR_ARG;
+    }
+    if (sat == NULL) {
+        sat = &dummy;
+    }
+    for (i = 0; i < n; ++i) {
+        /* |c * z| <= 2^40 * 510 < 2^49: exact, and w - delta cannot overflow */
+        const int64_t cz = c * next_z(zrng, dist, &word, &left);
+        const int64_t delta = (rounding == TT_ROUND_NEAREST)
+                                  ? tt_rdbpot64(cz, frac_bits)
+                                  : tt_sr_rshift_i64(cz, frac_bits, tt_prng_u32(rrng));
+        w[i] = (TQ)tt_clamp_count((int64_t)w[i] - delta, lo, hi, sat);
     }
     return TT_OK;
 }

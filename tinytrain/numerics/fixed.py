@@ -134,15 +134,20 @@ class Requant:
         return pick(self.mult, I64), pick(self.shift, I64), pick(self.fscale, np.float32)
 
 
-def requant(rq: Requant, acc, ch, bits: int):
+def requant(rq: Requant, acc, ch, bits: int, acc64: bool = False):
     """Requantize accumulators acc whose channel index is ch (broadcastable arrays).
-    Returns (values clamped to the act range, number of storage saturations)."""
+    Returns (values clamped to the act range, number of storage saturations).
+
+    ``acc64=True``: TT_RQ_TFLITE in TFLite's int64 form (``mbqm64``) whatever ``bits``, i.e.
+    tt_requant_one_acc64 (the w16a8 kernels: int64 accumulators, int8 outputs). By default
+    bits 8 uses ``mbqm`` (int32 accumulators) and bits 16 ``mbqm64``, as tt_requant_one."""
     acc = _a(acc)
     ch = np.broadcast_to(_a(ch), acc.shape)
     nch = int(ch.max()) + 1 if ch.size else 1
     mult, shift, fscale = rq.channel_arrays(nch)
     if rq.mode == RQ_TFLITE:
-        v = mbqm(acc, mult[ch], shift[ch]) if bits == 8 else mbqm64(acc, mult[ch], shift[ch])
+        v = (mbqm(acc, mult[ch], shift[ch]) if bits == 8 and not acc64
+             else mbqm64(acc, mult[ch], shift[ch]))
     elif rq.mode == RQ_POW2:
         v = shift_round(acc, shift[ch])
     elif rq.mode == RQ_FLOAT:

@@ -1,11 +1,13 @@
 """numpy twins of the fixed-point kernels (runtime_c/src/tt_*_q.c), bit for bit.
 
 ``bits`` selects the family: 8 (int8 storage, int32 accumulators, the _q8 kernels) or 16
-(int16 / int64, _q16). Inputs are integer arrays; all arithmetic is int64 with the C's
-rounding and saturation (fixed.py). Kernels that saturate return ``(values, saturations)``
-where saturations is the amount the C adds to its counter. Conv / pool parameters are dicts
-with the field names of tt_conv2d_params / tt_pool2d_params; ``init`` is the previous
-accumulator contents for accumulate = 1 (None: 0).
+(int16 / int64, _q16). The forward kernels also take ``wbits`` (weight bits, default
+``bits``): ``bits=8, wbits=16`` is the mixed w16a8 format (_w16a8: int8 activations, int16
+weights, int64 accumulators and bias, TT_RQ_TFLITE by ``mbqm64``). Inputs are integer arrays;
+all arithmetic is int64 with the C's rounding and saturation (fixed.py). Kernels that
+saturate return ``(values, saturations)`` where saturations is the amount the C adds to its
+counter. Conv / pool parameters are dicts with the field names of tt_conv2d_params /
+tt_pool2d_params; ``init`` is the previous accumulator contents for accumulate = 1 (None: 0).
 """
 from __future__ import annotations
 
@@ -37,10 +39,19 @@ def _out(v, bits):
 
 # ---- GEMM / bias ---------------------------------------------------------------------------
 
-def gemm_fwd(x, w, b, n, k, m, rq: Requant, bits=8):
+def _acc64(bits, wbits):
+    """Whether the accumulator is int64 (q16, w16a8), which selects mbqm64 for TT_RQ_TFLITE."""
+    wbits = bits if wbits is None else wbits
+    if (bits, wbits) not in ((8, 8), (16, 16), (8, 16)):
+        raise ValueError(f"no kernel for {wbits}-bit weights and {bits}-bit activations")
+    return wbits == 16
+
+
+def gemm_fwd(x, w, b, n, k, m, rq: Requant, bits=8, wbits=None):
+    """tt_gemm_fwd_q8 / _q16, or _w16a8 with bits=8, wbits=16: (y, saturations)."""
     init = np.zeros((n, m), I64) if b is None else np.broadcast_to(_a(b)[None, :], (n, m))
     acc = chains.gemm_fwd(_a(x).reshape(n, k), _a(w).reshape(m, k), init)
-    y, s = requant(rq, acc, np.arange(m)[None, :], bits)
+    y, s = requant(rq, acc, np.arange(m)[None, :], bits, acc64=_acc64(bits, wbits))
     return _out(y, bits).reshape(-1), s
 
 
@@ -67,12 +78,14 @@ def _conv_shapes(p):
             (p["out_c"], p["out_h"], p["out_w"]))
 
 
-def conv2d_fwd(p, x, w, b, rq: Requant, bits=8):
+def conv2d_fwd(p, x, w, b, rq: Requant, bits=8, wbits=None):
+    """tt_conv2d_fwd_q8 / _q16, or _w16a8 with bits=8, wbits=16: (y, saturations)."""
     xs, ws, ys = _conv_shapes(p)
     init = (np.zeros(ys, I64) if b is None
             else np.broadcast_to(_a(b)[:, None, None], ys).copy())
     acc = chains.conv_fwd(p, _a(x).reshape(xs), _a(w).reshape(ws), init)
-    y, s = requant(rq, acc, np.arange(p["out_c"])[:, None, None], bits)
+    y, s = requant(rq, acc, np.arange(p["out_c"])[:, None, None], bits,
+                   acc64=_acc64(bits, wbits))
     return _out(y, bits).reshape(-1), s
 
 
@@ -266,6 +279,39 @@ def zo_accum(g, rng: Pcg32, d: int, shift: int, dist: int):
     z = _zo_z(rng, np.size(g), dist)
     v, n = sat(_a(g) + shift_round(z * d, shift), INT32_MIN, INT32_MAX)
     return v.astype(np.int32), n
+
+
+ZO_C_MAX = 1 << 40
+
+
+def zo_update(w, rng: Pcg32, dist: int, c: int, frac_bits: int, rounding: int,
+              rrng: Pcg32 | None, lo: int, hi: int, bits=8):
+    """tt_zo_update_q8 / _q16: (clamp(w - R(c * z, frac_bits), lo, hi), saturations) with
+    R = rdbpot (nearest) or sr_rshift with one rrng draw per element (stochastic); z drawn
+    from rng exactly as zo_perturb draws it. Advances rng (and rrng). ValueError where the C
+    returns TT_ERR_ARG."""
+    qlo, qhi = qrange(bits)
+    if (dist not in (ZO_RADEMACHER, ZO_GAUSS) or abs(int(c)) > ZO_C_MAX
+            or not 0 <= frac_bits <= 62 or lo < qlo or hi > qhi or lo > hi
+            or rounding not in (ROUND_NEAREST, ROUND_STOCHASTIC)
+            or (rounding == ROUND_STOCHASTIC and (rrng is None or rrng is rng))):
+        raise ValueError("invalid zo_update arguments")
+    d = _zo_z(rng, np.size(w), dist).reshape(np.shape(w)) * int(c)
+    delta = _round_shift(d, frac_bits, rounding, rrng)
+    v, n = sat(_a(w) - delta, lo, hi)
+    return _out(v, bits), n
+
+
+def zo_coef(d: int, mult: int, shift: int, frac_bits: int):
+    """tt_zo_coef: (c, saturations), c = round(d * mult * 2^(shift - 31 + frac_bits)) ties
+    away from zero, clamped to [-2^40, 2^40]."""
+    e = int(shift) - 31 + int(frac_bits)
+    if e < -63:
+        return 0, 0
+    c = int(shift_round(np.int64(int(d) * int(mult)), min(e, 62)))
+    if abs(c) > ZO_C_MAX:
+        return (ZO_C_MAX if c > 0 else -ZO_C_MAX), 1
+    return c, 0
 
 
 # ---- training-step glue (tt_train_q.c) -----------------------------------------------------
