@@ -48,9 +48,11 @@ def export(model, out_dir, cfg: TrainConfig, *, precision: str = "fp32", algo: s
     if precision in ("int8", "int16"):
         return export_fixed(model, out_dir, cfg, precision=precision, algo=algo, command=command,
                             calibration=calibration, quant=quant, force=force)
+    if precision == "fp16":
+        return export_fp16(model, out_dir, cfg, algo=algo, command=command, force=force)
     if precision != "fp32":
-        raise ConfigError(f"precision {precision!r} is not available yet; this build exports "
-                          "fp32 (fp16 and int8/int16 training are tracked separately)")
+        raise ConfigError(f"precision {precision!r} is not available; choose fp32, fp16, int8 "
+                          "or int16")
     algo = algo or cfg.algo
     if algo not in ("bp", "zo", "jvp"):
         raise ConfigError(f"training algorithm {algo!r} is not available yet; this build "
@@ -107,3 +109,19 @@ def export_fixed(model, out_dir, cfg: TrainConfig, *, precision: str, algo=None,
     h = model_hash(graph, cfg) ^ zlib.crc32(repr(fp.qcfg).encode())
     res = emit_project_fixed(fp, plan, out_dir, model_hash=h, command=cmd, force=force)
     return res, fp, plan
+
+
+def export_fp16(model, out_dir, cfg: TrainConfig, *, algo=None, command=None,
+                force: bool = False):
+    """FP16 export (passes/lower_fp16.py): cfg may be an Fp16Config (loss_scale,
+    master_weights, fp16_state). Returns (EmitResult, Fp16Program, MemoryPlan)."""
+    from .codegen.emit_fp16 import emit_project_fp16
+    from .passes.lower_fp16 import lower_fp16
+    if algo is not None and algo != cfg.algo:
+        cfg = replace(cfg, algo=algo)
+    graph = load_model(model) if not isinstance(model, Graph) else model
+    lowered = lower_fp16(build_training_program(graph, replace(cfg, fuse_update=False)), cfg)
+    cmd = command if command is not None else " ".join(shlex.quote(a) for a in sys.argv)
+    h = zlib.crc32(b"fp16", model_hash(graph, cfg))   # an fp32 checkpoint is refused
+    res = emit_project_fp16(lowered, out_dir, model_hash=h, command=cmd, force=force)
+    return res, lowered, lowered.plan

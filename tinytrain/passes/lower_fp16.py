@@ -1,0 +1,493 @@
+"""lower_fp16: a backprop TrainingProgram -> Fp16Program, the FP16 training step as a flat
+list of runtime_c kernel calls with every constant resolved (docs/fp16.md).
+
+One lowering, two interpreters: ``tinytrain/reference_fp16.py`` runs the calls with the numpy
+twins (``numerics/fp16_kernels.py``), ``codegen/emit_fp16.py`` prints the same calls as C. A
+call's ``args`` are the C argument list in order (tensor references, integers, float32
+constants, parameter structs, the run-time learning rate), so both read the same numbers and
+C == numpy bit for bit.
+
+Numerics (binary16 storage, fp32 arithmetic):
+  - activations, activation gradients, parameters and parameter gradients are halves; the
+    float input is rounded to half by the first call (``tt_f32_to_f16_n``);
+  - static loss scaling: the logit gradient is multiplied by loss_scale / batch before it is
+    stored as a half (a power of two, so the scaling never rounds); the updates multiply by
+    1 / loss_scale in fp32;
+  - fp32 master weights (option ``master_weights``, default on) for every TRAINABLE parameter,
+    placed in the opt_state section: the update is applied to the master and rounded to the
+    half the forward pass reads. Momentum state is fp32 (``tt_momentum_upd_f16_v32``) or, with
+    ``fp16_state``, half;
+  - parameter gradients accumulate as halves (accumulate = 1) over the samples of a batch,
+    rounded once per kernel call;
+  - the learning rate is computed in fp32 by ``lr_at`` here and by ``tt_lr_at`` in the C, with
+    the same operations in the same order (the cosine schedule uses a fixed polynomial whose
+    float32 coefficients both print from ``COS_PI_COEFFS``).
+
+Memory: the tensor table gives every tensor its storage dtype, so ``plan_arena`` sizes the
+sections in fp16 bytes. Reshape stays a view; where the planner lets a gradient share bytes
+with the gradient it is copied from (Add / Reshape backward), the call becomes a "view": no C
+statement, a bit copy in numpy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+import numpy as np
+
+from ..errors import ConfigError, ExportError
+from ..ir import Tensor, TensorRole
+from ..numerics.fp16 import f32_to_f16
+from .memory_plan import MemoryPlan, plan_arena
+from .training import Step, TrainConfig, TrainingProgram, build_training_program
+
+F32 = np.float32
+MASTER = "__master"
+MOM = "__mom"
+INPUT16 = "__f16"
+
+SUPPORTED_OPS = ("Gemm", "Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Add",
+                 "Reshape")
+OPTIMIZERS = ("sgd", "momentum")
+SCHEDULES = ("constant", "step", "cosine")
+
+# cos(pi f), f in [0, 1/2] after folding, by a fixed even polynomial in x = pi f (Horner from
+# the highest term), float32 everywhere; printed into the C with c_float, so both sides use
+# the same float32 values. |error| < 1e-6 against double precision.
+PI_F32 = F32(3.14159265)
+COS_PI_COEFFS = tuple(F32(c) for c in (1.0, -0.5, 4.16666667e-2, -1.38888889e-3,
+                                       2.48015873e-5, -2.75573192e-7, 2.08767570e-9))
+
+
+@dataclass(frozen=True)
+class Fp16Config(TrainConfig):
+    """TrainConfig plus the FP16 options. A plain TrainConfig lowers with the defaults."""
+    loss_scale: float = 1024.0     # static loss scale, a power of two in [1, 2^24]
+    master_weights: bool = True    # fp32 master copy of every trainable parameter
+    fp16_state: bool = False       # momentum state as halves instead of fp32
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check_loss_scale(self.loss_scale)
+
+
+def _check_loss_scale(s) -> None:
+    m, e = math.frexp(float(s)) if s and math.isfinite(float(s)) else (0.0, 0)
+    if m != 0.5 or not 1 <= e <= 25:
+        raise ConfigError(f"fp16 loss_scale must be a power of two between 1 and 2^24 (so "
+                          f"scaling and unscaling never round), got {s!r}")
+
+
+def fp16_options(cfg) -> tuple[float, bool, bool]:
+    """(loss_scale, master_weights, fp16_state) of a TrainConfig or Fp16Config."""
+    s = float(getattr(cfg, "loss_scale", 1024.0))
+    _check_loss_scale(s)
+    return s, bool(getattr(cfg, "master_weights", True)), bool(getattr(cfg, "fp16_state", False))
+
+
+# ---------------------------------------------------------------- calls
+@dataclass(frozen=True)
+class Ref:
+    """A pointer argument: the tensor's storage (the C macro / the numpy env entry)."""
+    name: str
+
+
+@dataclass(frozen=True)
+class Struct:
+    """A constant parameter struct passed by address (tt_conv2d_params, tt_pool2d_params,
+    tt_bcast4). values: ints, or tuples of ints for array members, in C field order."""
+    ctype: str
+    key: str
+    values: tuple
+
+
+@dataclass(frozen=True)
+class Sym:
+    """A run-time value: "lr" (this optimizer step's learning rate), "loss" (&l, the loss
+    output of the loss kernel)."""
+    name: str
+
+
+LR, LOSS_OUT = Sym("lr"), Sym("loss")
+CONV_FIELDS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "k_h", "k_w", "stride_h",
+               "stride_w", "pad_top", "pad_left", "groups")
+POOL_FIELDS = ("c", "in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w",
+               "pad_top", "pad_left", "count_include_pad")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One runtime_c call. kind: "cast" | "fwd" | "loss" | "vjp" | "update"; op is the IR op
+    (what plan_arena reads for in-place and view rules); kernel the C function, or "view"
+    (same bytes: nothing to do) / "copy" (memcpy of halves)."""
+    kind: str
+    op: str
+    kernel: str
+    args: tuple
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    node: str
+    accumulate: bool = False
+    wrt: int | None = None
+
+
+@dataclass(frozen=True)
+class Fp16Program:
+    source: TrainingProgram
+    config: TrainConfig                 # the training hyperparameters (lr, batch, ...)
+    tensors: Mapping[str, Tensor]
+    forward_calls: tuple[Call, ...]     # input cast + forward: inference
+    sample_calls: tuple[Call, ...]      # loss + backward of one sample
+    update_calls: tuple[Call, ...]      # once per batch
+    trainable: tuple[str, ...]
+    params: tuple[str, ...]             # every parameter, export order
+    input: str                          # the caller's float input
+    input16: str                        # its half copy in the arena
+    label: str
+    loss: str
+    logits: str
+    masters: Mapping[str, str]          # trainable parameter -> its fp32 master
+    init: Mapping[str, np.ndarray]      # parameter -> uint16 halves (exported values)
+    loss_scale: float
+    grad_scale: np.float32              # loss kernel scale: loss_scale / batch
+    inv_scale: np.float32               # 1 / loss_scale
+    fp16_state: bool
+    plan: MemoryPlan = field(default=None, compare=False)
+
+    @property
+    def training(self) -> bool:
+        return bool(self.sample_calls)
+
+    @property
+    def train_steps(self) -> tuple[Call, ...]:
+        """The per-sample call list (what plan_arena plans)."""
+        return self.forward_calls + self.sample_calls
+
+
+def lr_at(cfg, t: int) -> np.float32:
+    """Learning rate of optimizer step t in float32, operation for operation as tt_lr_at in
+    tt_model_fp16.c.j2 (compiled with -ffp-contract=off)."""
+    lr = F32(cfg.lr)
+    if cfg.schedule == "constant":
+        return lr
+    if cfg.schedule == "step":
+        g = F32(cfg.gamma)
+        for _ in range(int(t) // max(int(cfg.step_size), 1)):
+            lr = F32(lr * g)
+        return lr
+    total = max(int(cfg.total_steps), 1)
+    f = F32(1.0) if t >= total else F32(t) / F32(total)
+    return F32(F32(F32(0.5) * lr) * F32(F32(1.0) + cos_pi(f)))
+
+
+def cos_pi(f) -> np.float32:
+    """tt_cos_pi: cos(pi f) for f in [0, 1], float32 Horner polynomial (see COS_PI_COEFFS)."""
+    f, sign = F32(f), F32(1.0)
+    if f > F32(0.5):
+        f, sign = F32(F32(1.0) - f), F32(-1.0)
+    x = F32(PI_F32 * f)
+    x2 = F32(x * x)
+    c = COS_PI_COEFFS
+    p = c[-1]
+    for k in c[-2::-1]:
+        p = F32(k + F32(x2 * p))
+    return F32(sign * p)
+
+
+# ---------------------------------------------------------------- lowering
+class _Recorder:
+    """Stands in for codegen.emit.EmitCtx so the fp32 generator's geometry helpers
+    (_conv_params, _pool_params, _bcast) compute the parameter structs for us."""
+
+    def __init__(self, tensors):
+        self.tensors = tensors
+        self.last = None
+
+    def shape(self, name):
+        return self.tensors[name].shape
+
+    def const_struct(self, ctype, key, values):
+        self.last = Struct(ctype, key, tuple(_parse_value(v) for v in values))
+        return key
+
+
+def _parse_value(v):
+    if isinstance(v, str) and v.startswith("{"):
+        return tuple(int(x) for x in v.strip("{}").split(","))
+    return int(v)
+
+
+def _struct(helper, tensors, *args) -> Struct:
+    rec = _Recorder(tensors)
+    helper(rec, *args)
+    return rec.last
+
+
+def _n(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+
+def _kernels():
+    """codegen.kernels (the fp32 generator's geometry helpers, shared so both precisions
+    describe a layer with the same numbers)."""
+    from ..codegen import kernels
+    return kernels
+
+
+class _Lowering:
+    def __init__(self, program: TrainingProgram, tensors):
+        self.p = program
+        self.t = tensors
+        self.k = _kernels()
+
+    def shape(self, name):
+        return self.t[name].shape
+
+    # ---- forward ----------------------------------------------------------------------------
+    def fwd(self, s: Step) -> Call:
+        op, x, y = s.op, s.inputs[0], s.outputs[0]
+        call = lambda kernel, args: Call("fwd", op, kernel, tuple(args),  # noqa: E731
+                                         tuple(i for i in s.inputs if i), s.outputs, s.node)
+        if op == "Gemm":
+            w = s.inputs[1]
+            b = Ref(s.inputs[2]) if len(s.inputs) > 2 and s.inputs[2] else None
+            n, k = self.shape(x)
+            return call("tt_gemm_fwd_f16", [Ref(x), Ref(w), b, Ref(y), n, k, self.shape(w)[0]])
+        if op == "Conv":
+            w = s.inputs[1]
+            b = Ref(s.inputs[2]) if len(s.inputs) > 2 and s.inputs[2] else None
+            p = _struct(self.k._conv_params, self.t, s, x, w, y)
+            return call("tt_conv2d_fwd_f16", [p, Ref(x), Ref(w), b, Ref(y)])
+        if op == "Relu":
+            return call("tt_relu_fwd_f16", [Ref(x), Ref(y), _n(self.shape(x))])
+        if op in ("MaxPool", "AveragePool"):
+            p = _struct(self.k._pool_params, self.t, s, x, y)
+            kern = "tt_maxpool2d_fwd_f16" if op == "MaxPool" else "tt_avgpool2d_fwd_f16"
+            return call(kern, [p, Ref(x), Ref(y)])
+        if op == "GlobalAveragePool":
+            c, h, w = self.k._spatial(self.shape(x))
+            return call("tt_global_avgpool_fwd_f16", [Ref(x), Ref(y), c, h * w])
+        if op == "Add":
+            d = _struct(self.k._bcast, self.t, s, s.inputs[0], s.inputs[1], y)
+            return call("tt_add_fwd_f16", [d, Ref(s.inputs[0]), Ref(s.inputs[1]), Ref(y)])
+        if op == "Reshape":   # a view when the planner gives it the input's bytes (always here)
+            return call("copy", [Ref(y), Ref(x), _n(self.shape(x))])
+        raise _unsupported(s)
+
+    # ---- backward ---------------------------------------------------------------------------
+    def vjp(self, s: Step) -> Call:
+        gy, gx = s.inputs[0], s.outputs[0]
+        saved = dict(zip(s.needs, s.inputs[1:]))
+        acc = 1 if s.accumulate else 0
+        call = lambda kernel, args: Call("vjp", s.op, kernel, tuple(args), s.inputs,  # noqa: E731
+                                         s.outputs, s.node, s.accumulate, s.wrt)
+        op = s.op
+        if op == "Gemm":
+            x, w = s.fwd_inputs[0], s.fwd_inputs[1]
+            n, k = self.shape(x)
+            m = self.shape(w)[0]
+            if s.wrt == 0:
+                return call("tt_gemm_bwd_x_f16", [Ref(gy), Ref(saved[1]), Ref(gx), n, k, m, acc])
+            if s.wrt == 1:
+                return call("tt_gemm_bwd_w_f16", [Ref(gy), Ref(saved[0]), Ref(gx), n, k, m, acc])
+            return call("tt_bias_bwd_f16", [Ref(gy), Ref(gx), n, m, 1, acc])
+        if op == "Conv":
+            x, w = s.fwd_inputs[0], s.fwd_inputs[1]
+            p = _struct(self.k._conv_params, self.t, s, x, w, gy)
+            if s.wrt == 0:
+                return call("tt_conv2d_bwd_x_f16", [p, Ref(gy), Ref(saved[1]), Ref(gx), acc])
+            if s.wrt == 1:
+                return call("tt_conv2d_bwd_w_f16", [p, Ref(gy), Ref(saved[0]), Ref(gx), acc])
+            oc, oh, ow = self.k._spatial(self.shape(gy))
+            return call("tt_bias_bwd_f16", [Ref(gy), Ref(gx), 1, oc, oh * ow, acc])
+        if op == "Relu":
+            return call("tt_relu_bwd_x_f16", [Ref(gy), Ref(saved[-1]), Ref(gx),
+                                              _n(self.shape(gy)), acc])
+        if op == "MaxPool":
+            p = _struct(self.k._pool_params, self.t, s, s.fwd_inputs[0], gy)
+            return call("tt_maxpool2d_bwd_x_f16", [p, Ref(gy), Ref(saved[0]), Ref(gx), acc])
+        if op == "AveragePool":
+            p = _struct(self.k._pool_params, self.t, s, s.fwd_inputs[0], gy)
+            return call("tt_avgpool2d_bwd_x_f16", [p, Ref(gy), Ref(gx), acc])
+        if op == "GlobalAveragePool":
+            c, h, w = self.k._spatial(self.shape(s.fwd_inputs[0]))
+            return call("tt_global_avgpool_bwd_x_f16", [Ref(gy), Ref(gx), c, h * w, acc])
+        if op == "Add":
+            a, b = s.fwd_inputs
+            d = _struct(self.k._bcast, self.t, s, a, b, gy)
+            return call("tt_add_bwd_f16", [d, Ref(gy), Ref(gx), s.wrt, acc])
+        if op == "Reshape":
+            n = _n(self.shape(gy))
+            if s.accumulate:
+                d = Struct("tt_bcast4", "bcast_acc_" + s.node, ((1, 1, 1, n), (0, 0, 0, 1),
+                                                                 (0, 0, 0, 1)))
+                return call("tt_add_bwd_f16", [d, Ref(gy), Ref(gx), 0, 1])
+            return call("copy", [Ref(gx), Ref(gy), n])
+        raise _unsupported(s)
+
+
+def _unsupported(s) -> ExportError:
+    return ExportError(f"node {s.node!r} ({s.op}): no fp16 C kernel for this op; fp16 export "
+                       f"supports {', '.join(SUPPORTED_OPS)} (use precision fp32 for this model)")
+
+
+def check_fp16_config(cfg) -> None:
+    """Refuse, with what is supported, every option the fp16 path does not implement."""
+    if cfg.algo != "bp" or cfg.hybrid_bp_layers:
+        raise ConfigError(f"fp16 training supports backpropagation (algo 'bp') only, not "
+                          f"{cfg.algo!r}{' with hybrid_bp_layers' if cfg.hybrid_bp_layers else ''}"
+                          "; use precision fp32 for zo / jvp")
+    if cfg.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"fp16 training supports the optimizers {' and '.join(OPTIMIZERS)} "
+                          f"(momentum state fp32, or half with fp16_state), not "
+                          f"{cfg.optimizer!r}; Adam needs an fp16 update kernel that does not "
+                          "exist yet (use precision fp32 for Adam)")
+    if cfg.loss != "cross_entropy":
+        raise ConfigError(f"fp16 training supports the cross_entropy loss only (the runtime "
+                          f"has no fp16 kernel for {cfg.loss!r}); use precision fp32")
+    if cfg.schedule not in SCHEDULES:
+        raise ConfigError(f"fp16 training supports the learning-rate schedules "
+                          f"{', '.join(SCHEDULES)}, not {cfg.schedule!r}")
+    fp16_options(cfg)
+
+
+def _halves(name, value) -> np.ndarray:
+    v = np.asarray(value, np.float32).reshape(-1)
+    if not np.all(np.isfinite(v)):
+        raise ExportError(f"parameter {name!r} contains NaN or Inf; cannot export")
+    h = f32_to_f16(v)
+    if np.any((h & 0x7C00) == 0x7C00):
+        raise ExportError(f"parameter {name!r} has values beyond the fp16 range (|w| >= 65520: "
+                          f"max |w| = {np.abs(v).max():.6g}); export it in fp32")
+    return h
+
+
+@dataclass(frozen=True)
+class _PlanInput:
+    """What plan_arena reads from a program."""
+    tensors: Mapping[str, Tensor]
+    trainable: tuple[str, ...]
+    input: str
+    label: str
+    loss: str
+    train_steps: tuple
+
+
+def lower_fp16(program: TrainingProgram, cfg=None) -> Fp16Program:
+    """Lower a backprop TrainingProgram to FP16 kernel calls and plan its memory.
+    cfg: the config with the fp16 options (Fp16Config); default program.config."""
+    cfg = program.config if cfg is None else cfg
+    check_fp16_config(cfg)
+    check_fp16_config(program.config)
+    loss_scale, use_master, fp16_state = fp16_options(cfg)
+    if program.fused:   # fused SGD updates the halves inside the backward pass: no master
+        program = build_training_program(program.graph, replace(program.config,
+                                                                fuse_update=False))
+    src = program.tensors
+    graph = program.graph
+    training = any(s.kind == "loss" and len(s.outputs) > 1 for s in program.train_steps)
+    mom = program.config.optimizer == "momentum"
+
+    # ---- tensor table: storage dtypes; opt_state f32 tensors first, then f16 ones
+    tensors: dict[str, Tensor] = {}
+    for name, t in src.items():
+        if t.role is TensorRole.OPT_STATE:
+            continue
+        if t.role in (TensorRole.INPUT, TensorRole.LABEL, TensorRole.LOSS):
+            tensors[name] = t
+        else:
+            tensors[name] = t.with_(dtype="f16")
+    x16 = program.input + INPUT16
+    if x16 in src:
+        raise ExportError(f"internal: the model already has a tensor named {x16!r}")
+    tensors[x16] = src[program.input].with_(name=x16, dtype="f16", role=TensorRole.ACTIVATION)
+    masters: dict[str, str] = {}
+    states: dict[str, str] = {}
+    upd_params = [s.inputs[0] for s in program.update_steps]
+    for p in upd_params:
+        if use_master:
+            masters[p] = p + MASTER
+            tensors[p + MASTER] = src[p].with_(name=p + MASTER, dtype="f32",
+                                               role=TensorRole.OPT_STATE)
+        if mom and not fp16_state:
+            states[p] = p + MOM
+            tensors[p + MOM] = src[p].with_(name=p + MOM, dtype="f32", role=TensorRole.OPT_STATE)
+    if mom and fp16_state:
+        for p in upd_params:
+            states[p] = p + MOM
+            tensors[p + MOM] = src[p].with_(name=p + MOM, dtype="f16", role=TensorRole.OPT_STATE)
+
+    low = _Lowering(program, tensors)
+    cast = Call("cast", "CastF16", "tt_f32_to_f16_n",
+                (Ref(program.input), Ref(x16), _n(src[program.input].shape)),
+                (program.input,), (x16,), program.input)
+
+    def rename(s: Step) -> Step:   # every read of the float input reads its half copy
+        def r(names):
+            return tuple(x16 if n == program.input else n for n in names)
+        return replace(s, inputs=r(s.inputs), fwd_inputs=r(s.fwd_inputs))
+
+    forward = [cast] + [low.fwd(rename(s)) for s in program.forward_steps]
+    sample: list[Call] = []
+    updates: list[Call] = []
+    batch = int(program.config.batch)
+    grad_scale = F32(F32(loss_scale) / F32(batch))
+    inv_scale = F32(1.0 / loss_scale)
+    if training:
+        rest = program.train_steps[len(program.forward_steps):]
+        ls = rest[0]
+        logits, label = ls.inputs
+        rows, cols = src[logits].shape
+        sample.append(Call("loss", ls.op, "tt_softmax_xent_f16",
+                           (Ref(logits), Ref(label), rows, cols, grad_scale, LOSS_OUT,
+                            Ref(ls.outputs[1])), ls.inputs, ls.outputs, ls.node))
+        for s in rest[1:]:
+            if s.kind != "vjp":
+                raise ExportError(f"internal: step kind {s.kind!r} in an fp16 backward pass")
+            sample.append(low.vjp(rename(s)))
+        wd = F32(program.config.weight_decay)
+        for s in program.update_steps:
+            p, g = s.inputs[0], s.inputs[1]
+            n = _n(src[p].shape)
+            m = Ref(masters[p]) if p in masters else None
+            extra = (masters[p],) if p in masters else ()
+            if s.op == "sgd":
+                args = (Ref(p), Ref(g), m, n, LR, wd, inv_scale)
+                ins, outs = (p, g) + extra, (p, g) + extra
+                kern = "tt_sgd_upd_f16"
+            else:
+                v = states[p]
+                kern = "tt_momentum_upd_f16" if fp16_state else "tt_momentum_upd_f16_v32"
+                args = (Ref(p), Ref(g), Ref(v), m, n, LR, F32(program.config.momentum), wd,
+                        inv_scale)
+                ins, outs = (p, g, v) + extra, (p, g, v) + extra
+            updates.append(Call("update", s.op, kern, args, ins, outs, p))
+
+    init = {p: _halves(p, graph.initializers[p]) for p in graph.params}
+    for name, t in src.items():
+        if t.role is TensorRole.CONST:
+            init[name] = _halves(name, graph.initializers[name])
+    plan = plan_arena(_PlanInput(tensors, program.trainable, program.input, program.label,
+                                 program.loss, tuple(forward + sample)))
+
+    def resolve(c: Call) -> Call:
+        """Copies between tensors the planner gave the same bytes are views."""
+        if c.kernel == "copy" or (c.kernel == "tt_add_bwd_f16" and not c.accumulate):
+            a, b = c.outputs[0], c.inputs[0]
+            pa, pb = plan.placements.get(a), plan.placements.get(b)
+            if pa is not None and pb is not None and (pa.section, pa.offset) == \
+                    (pb.section, pb.offset):
+                return replace(c, kernel="view", args=(Ref(a), Ref(b)))
+        return c
+
+    forward = [resolve(c) for c in forward]
+    sample = [resolve(c) for c in sample]
+    return Fp16Program(
+        source=program, config=program.config, tensors=tensors, forward_calls=tuple(forward),
+        sample_calls=tuple(sample), update_calls=tuple(updates),
+        trainable=tuple(program.trainable),
+        params=tuple(graph.params), input=program.input, input16=x16, label=program.label,
+        loss=program.loss, logits=program.logits, masters=masters, init=init,
+        loss_scale=loss_scale, grad_scale=grad_scale, inv_scale=inv_scale,
+        fp16_state=fp16_state, plan=plan)
