@@ -266,11 +266,13 @@ def cmd_export(args):
         kw["calibration"] = load_npz(args.calibration)["x_train"]
         kw["quant"] = QuantConfig(bits=int(args.precision[3:]), calibration=args.calib_method,
                                   percentile=args.percentile, per_channel=not args.per_tensor,
-                                  rounding=args.rounding)
+                                  rounding=args.rounding, zo_weight_bits=args.zo_weight_bits)
     res, program, plan = export(args.model, args.output, cfg, precision=args.precision,
                                 algo=args.algo, **kw)
     con.print(f"wrote {len(res.files)} files to {res.out_dir}/ "
               f"(tt_model.c, tt_model.h, runtime kernels, Makefile, main.c, README.md)")
+    for w in res.manifest.get("warnings", []):
+        con.print(f"[yellow]warning:[/yellow] {w}")
     con.print(memory_table(f"memory plan ({args.precision})", plan))
     if args.precision != "fp32":
         con.print(precision_table(args.model, cfg, args.precision, plan))
@@ -392,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--per-tensor", action="store_true",
                    help="int8/int16: one scale per weight tensor everywhere (default: per "
                         "output channel where the integer backward pass allows it)")
+    s.add_argument("--zo-weight-bits", type=int, default=16, choices=[8, 16],
+                   help="int8 with --algo zo: bits of the perturbed weights; 16 = the 16w8a "
+                        "format (int16 weights, int8 activations; default), 8 = 8w8a (updates "
+                        "below one LSB; warned about)")
     s.add_argument("--rounding", default="stochastic", choices=["stochastic", "nearest"],
                    help="int8/int16: rounding of the integer weight updates (stochastic is "
                         "unbiased: updates below one LSB still happen on average)")

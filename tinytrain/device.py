@@ -729,9 +729,6 @@ def build_firmware(project_dir, board: Board | str, *, data=None, steps: int | N
     if mode != "infer" and not manifest.get("training", True):
         raise DeviceError(f"{project} was exported for inference only (nothing trainable); "
                           "only --mode infer can be built")
-    if manifest.get("precision", "fp32") != "fp32":
-        raise DeviceError(f"board firmware supports fp32 exports; {project} is "
-                          f"{manifest['precision']}")
     if mode == "stream" and board.stream.driver is None:
         raise DeviceError(
             f"board {board.name!r} has no UART driver yet, so it cannot stream samples "

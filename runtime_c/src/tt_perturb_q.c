@@ -5,7 +5,8 @@
  *
  * The perturbation z is never stored: every kernel draws it through next_z, in the same
  * order as tt_prng_rademacher_i8 / tt_prng_gauss_i16, so seeding the same (seed, stream)
- * twice gives the same z. Instantiated twice (see tt_gemm_q.c): _q8 and _q16.
+ * twice gives the same z. Instantiated four times (see tt_gemm_q.c): _q8 and _q16 weights,
+ * _q32 and _q64 biases.
  */
 #ifndef TT_Q_TEMPLATE_PASS
 
@@ -74,10 +75,40 @@ int64_t tt_zo_coef(int32_t d, int32_t mult, int shift, int frac_bits, uint32_t *
     return c;
 }
 
+/* x clamped to [lo, hi] (counted) for the int64 instantiation. x = w +- a term below 2^50:
+   the callers form it with tt_q_add64, which saturates instead of overflowing */
+static int64_t clamp_count64(int64_t x, int64_t lo, int64_t hi, uint32_t *sat)
+{
+    if (x < lo) {
+        ++*sat;
+        return lo;
+    }
+    if (x > hi) {
+        ++*sat;
+        return hi;
+    }
+    return x;
+}
+
+/* w + t without overflow: saturates at the int64 limits (beyond any [lo, hi] the caller
+   uses, so the clamp that follows counts it) */
+static int64_t tt_q_add64(int64_t w, int64_t t)
+{
+    if (t > 0 && w > INT64_MAX - t) {
+        return INT64_MAX;
+    }
+    if (t < 0 && w < INT64_MIN - t) {
+        return INT64_MIN;
+    }
+    return w + t;
+}
+
 #define TT_Q_CAT2(a, b) a##b
 #define TT_Q_CAT(a, b) TT_Q_CAT2(a, b)
 #define TT_Q(name) TT_Q_CAT(name, TQ_SUF)
 #define TT_Q_TEMPLATE_PASS
+#define TQ_BOUND int32_t
+#define TQ_CLAMP tt_clamp_count
 
 #define TQ int8_t
 #define TQ_SUF _q8
@@ -93,6 +124,32 @@ int64_t tt_zo_coef(int32_t d, int32_t mult, int shift, int frac_bits, uint32_t *
 #define TQ_SUF _q16
 #define TQ_MIN (-32768)
 #define TQ_MAX 32767
+#include "tt_perturb_q.c"
+#undef TQ
+#undef TQ_SUF
+#undef TQ_MIN
+#undef TQ_MAX
+
+/* int32 / int64 biases of fixed-point layers (the _q8 model's, and the int64 ones of int16
+   and w16a8 layers) */
+#define TQ int32_t
+#define TQ_SUF _q32
+#define TQ_MIN INT32_MIN
+#define TQ_MAX INT32_MAX
+#include "tt_perturb_q.c"
+#undef TQ
+#undef TQ_SUF
+#undef TQ_MIN
+#undef TQ_MAX
+#undef TQ_BOUND
+#undef TQ_CLAMP
+
+#define TQ int64_t
+#define TQ_SUF _q64
+#define TQ_MIN INT64_MIN
+#define TQ_MAX INT64_MAX
+#define TQ_BOUND int64_t
+#define TQ_CLAMP clamp_count64
 #include "tt_perturb_q.c"
 
 #else /* ======================================================== template body */
@@ -111,13 +168,13 @@ tt_status TT_Q(tt_zo_perturb)(const TQ *w, TQ *w_out, int n, tt_prng *rng, int32
     }
     for (i = 0; i < n; ++i) {
         const int32_t z = next_z(rng, dist, &word, &left);
-        w_out[i] = (TQ)tt_clamp_count((int64_t)w[i] + (int64_t)eps * z, TQ_MIN, TQ_MAX, sat);
+        w_out[i] = (TQ)TQ_CLAMP(tt_q_add64((int64_t)w[i], (int64_t)eps * z), TQ_MIN, TQ_MAX, sat);
     }
     return TT_OK;
 }
 
 tt_status TT_Q(tt_zo_update)(TQ *w, int n, tt_prng *zrng, int dist, int64_t c, int frac_bits,
-                             int rounding, tt_prng *rrng, int32_t lo, int32_t hi, uint32_t *sat)
+                             int rounding, tt_prng *rrng, TQ_BOUND lo, TQ_BOUND hi, uint32_t *sat)
 {
     uint32_t dummy = 0, word = 0U;
     int i, left = 0;
@@ -137,7 +194,7 @@ tt_status TT_Q(tt_zo_update)(TQ *w, int n, tt_prng *zrng, int dist, int64_t c, i
         const int64_t delta = (rounding == TT_ROUND_NEAREST)
                                   ? tt_rdbpot64(cz, frac_bits)
                                   : tt_sr_rshift_i64(cz, frac_bits, tt_prng_u32(rrng));
-        w[i] = (TQ)tt_clamp_count((int64_t)w[i] - delta, lo, hi, sat);
+        w[i] = (TQ)TQ_CLAMP(tt_q_add64((int64_t)w[i], -delta), lo, hi, sat);
     }
     return TT_OK;
 }

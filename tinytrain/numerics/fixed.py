@@ -34,7 +34,7 @@ def qrange(bits: int) -> tuple[int, int]:
 
 
 def storage_dtype(bits: int):
-    return {8: np.int8, 16: np.int16, 32: np.int32}[bits]
+    return {8: np.int8, 16: np.int16, 32: np.int32, 64: np.int64}[bits]
 
 
 def _a(x) -> np.ndarray:

@@ -267,10 +267,22 @@ def _zo_z(rng: Pcg32, n: int, dist: int) -> np.ndarray:
     return (rng.rademacher(n) if dist == ZO_RADEMACHER else rng.gauss(n)).astype(I64)
 
 
+def _sat_wide(x, lo, hi, bits):
+    """sat() that is also exact for int64 storage (bits 64: Python integers, as the C adds
+    with saturation instead of wrapping)."""
+    if bits < 64:
+        return sat(x, lo, hi)
+    xs = [int(v) for v in np.asarray(x).reshape(-1)]
+    n = sum(1 for v in xs if v < lo or v > hi)
+    return np.array([min(max(v, lo), hi) for v in xs], dtype=np.int64).reshape(np.shape(x)), n
+
+
 def zo_perturb(w, rng: Pcg32, eps: int, dist: int, bits=8):
-    """tt_zo_perturb_q8 / _q16: (sat(w + eps * z), saturations); advances rng."""
+    """tt_zo_perturb_q8 / _q16 / _q32 / _q64: (sat(w + eps * z), saturations); advances rng."""
     lo, hi = qrange(bits)
-    v, n = sat(_a(w) + eps * _zo_z(rng, np.size(w), dist), lo, hi)
+    z = _zo_z(rng, np.size(w), dist)
+    x = (np.asarray(w).astype(object) + eps * z.astype(object)) if bits == 64 else _a(w) + eps * z
+    v, n = _sat_wide(x, lo, hi, bits)
     return _out(v, bits), n
 
 
@@ -286,7 +298,8 @@ ZO_C_MAX = 1 << 40
 
 def zo_update(w, rng: Pcg32, dist: int, c: int, frac_bits: int, rounding: int,
               rrng: Pcg32 | None, lo: int, hi: int, bits=8):
-    """tt_zo_update_q8 / _q16: (clamp(w - R(c * z, frac_bits), lo, hi), saturations) with
+    """tt_zo_update_q8 / _q16 / _q32 / _q64: (clamp(w - R(c * z, frac_bits), lo, hi),
+    saturations) with
     R = rdbpot (nearest) or sr_rshift with one rrng draw per element (stochastic); z drawn
     from rng exactly as zo_perturb draws it. Advances rng (and rrng). ValueError where the C
     returns TT_ERR_ARG."""
@@ -298,7 +311,8 @@ def zo_update(w, rng: Pcg32, dist: int, c: int, frac_bits: int, rounding: int,
         raise ValueError("invalid zo_update arguments")
     d = _zo_z(rng, np.size(w), dist).reshape(np.shape(w)) * int(c)
     delta = _round_shift(d, frac_bits, rounding, rrng)
-    v, n = sat(_a(w) - delta, lo, hi)
+    x = (np.asarray(w).astype(object) - delta.astype(object)) if bits == 64 else _a(w) - delta
+    v, n = _sat_wide(x, lo, hi, bits)
     return _out(v, bits), n
 
 

@@ -38,6 +38,19 @@ class QuantConfig:
     # Trainable weights may grow during training: their scale covers headroom * max|W| so they
     # do not saturate at once (1.0 = no headroom). Saturations are counted either way.
     trainable_headroom: float = 1.0
+    # 16-bit trainable weights: their scale covers this many times max|W| (2 of 15 bits), so
+    # they can grow during training without saturating (8-bit ones use trainable_headroom)
+    wide_headroom: float = 4.0
+    # Activations downstream of a trainable parameter grow while the model adapts (measured:
+    # a conv output 3.3 -> 5.5, logits 3.3 -> 14 in 8 epochs): their scales cover this many
+    # times the calibrated range — 2x (1 bit) for int8, 8x (3 of 15 bits) for int16. The
+    # logits get at least logits_headroom.
+    act_headroom_8: float = 2.0
+    act_headroom_16: float = 8.0
+    logits_headroom: float = 4.0
+
+    def act_headroom(self) -> float:
+        return self.act_headroom_8 if self.bits == 8 else self.act_headroom_16
     calibration_samples: int = 512
     # zo (SPSA) with 8-bit activations: bits of the perturbed weights. 16 = the 16w8a format
     # (int16 weights, int8 activations, mixed kernels), the default: an 8-bit weight cannot
