@@ -81,7 +81,8 @@ def load_npz(path) -> dict:
     return d
 
 
-def make_fixed_program(graph: Graph, cfg: TrainConfig, precision: str, calibration, quant=None):
+def make_fixed_program(graph: Graph, cfg: TrainConfig, precision: str, calibration, quant=None,
+                       scales=None):
     """Quantize (calibrating on `calibration`, samples shaped like the model input) and lower
     to a fixed-point program; returns (FixedProgram, MemoryPlan)."""
     from .passes.lower_fixed import lower_fixed
@@ -91,10 +92,10 @@ def make_fixed_program(graph: Graph, cfg: TrainConfig, precision: str, calibrati
         quant = QuantConfig(bits=bits)
     elif quant.bits != bits:
         quant = replace(quant, bits=bits)
-    if calibration is None:
+    if calibration is None and not scales:
         raise ConfigError(f"{precision} export needs calibration samples to choose the "
                           "activation scales: pass --calibration data.npz (its x_train is used)")
-    fp = lower_fixed(graph, cfg, quant, calibration)
+    fp = lower_fixed(graph, cfg, quant, calibration, scales)
     return fp, plan_arena(fp, fp.train_steps)
 
 

@@ -190,7 +190,11 @@ def check_fixed_config(cfg: TrainConfig, trainable):
         raise ConfigError("weight decay is not available in fixed-point training")
 
 
-def lower_fixed(graph, cfg: TrainConfig, qcfg: QuantConfig, calib_samples) -> FixedProgram:
+def lower_fixed(graph, cfg: TrainConfig, qcfg: QuantConfig, calib_samples,
+                scales: Mapping | None = None) -> FixedProgram:
+    """``scales``: known scales that override calibration (an already-quantized model: QDQ /
+    QLinear import) — activation tensor -> float, weight parameter -> float or per-output-
+    channel array. With scales for every activation, calib_samples may be None."""
     for n in graph.nodes:
         if n.op not in FIXED_OPS:
             raise ExportError(f"node {n.name!r} has op type {n.op}, which has no fixed-point "
@@ -198,13 +202,15 @@ def lower_fixed(graph, cfg: TrainConfig, qcfg: QuantConfig, calib_samples) -> Fi
                               "Export this model with --precision fp32 or fp16.")
     program = build_training_program(graph, replace(cfg, fuse_update=False))
     check_fixed_config(cfg, program.trainable)
-    ranges = calibrate(graph, calib_samples, qcfg)
-    return _Lowering(graph, program, cfg, qcfg, ranges).run()
+    scales = dict(scales or {})
+    ranges = calibrate(graph, calib_samples, qcfg) if calib_samples is not None else {}
+    return _Lowering(graph, program, cfg, qcfg, ranges, scales).run()
 
 
 class _Lowering:
-    def __init__(self, graph, program, cfg, qcfg, ranges):
+    def __init__(self, graph, program, cfg, qcfg, ranges, known=None):
         self.g, self.p, self.cfg, self.q, self.ranges = graph, program, cfg, qcfg, ranges
+        self.known = known or {}
         self.bits = qcfg.bits
         self.tensors: dict[str, Tensor] = {}
         self.scales: dict[str, np.ndarray] = {}
@@ -280,6 +286,9 @@ class _Lowering:
                 self.q.trainable_headroom if wb == 8 else max(self.q.trainable_headroom,
                                                               self.q.wide_headroom))
             s = weight_scales(v, per_ch, head, replace(self.q, bits=wb))
+            if name in self.known:
+                s = np.broadcast_to(np.asarray(self.known[name], np.float64).reshape(-1),
+                                    (v.shape[0],)).copy()
             q = quantize_values(v, s, wb)
             self.add(name, v.shape, _sdt(wb), role, "weight")
             self.layout[name] = (v.shape[0], int(v.size // v.shape[0]))
@@ -295,6 +304,15 @@ class _Lowering:
         self.scales[name] = np.asarray(s, np.float64)
         self.initial[name] = q
         return name
+
+    def act_scale_of(self, tensor) -> float:
+        """A known scale (imported model) as given; else the calibrated range with headroom."""
+        if tensor in self.known:
+            return float(np.asarray(self.known[tensor]).reshape(-1)[0])
+        if tensor not in self.ranges:
+            raise ConfigError(f"no scale for tensor {tensor!r}: pass calibration samples "
+                              "(--calibration) or import a quantized model that has one")
+        return activation_scale(self.ranges[tensor] * self.headroom(tensor), self.q)
 
     def headroom(self, tensor) -> float:
         """Range headroom of an activation the training changes (quantize.QuantConfig)."""
@@ -329,7 +347,7 @@ class _Lowering:
         xin = g.inputs[0]
         qin = xin + "__q"
         self.add(qin, self.shape(xin), _sdt(bits))
-        self.set_scale(qin, activation_scale(self.ranges[xin], self.q))
+        self.set_scale(qin, self.act_scale_of(xin))
         self.set_scale(xin, self.a_scale(qin))
         self.emit("quantize", (xin,), (qin,), "input",
                   {"inv_scale": float(np.float32(1.0 / self.a_scale(qin))),
@@ -346,7 +364,7 @@ class _Lowering:
                     raise ExportError(f"node {n.name!r} ({op}): the weight must be a parameter "
                                       "or constant in fixed-point export")
                 fused = relu_only(g, y)
-                self.set_scale(y, activation_scale(self.ranges[y] * self.headroom(y), self.q))
+                self.set_scale(y, self.act_scale_of(y))
                 self.act(y)
                 w = self.param(n, ins[1])
                 b = self.param(n, ins[2], x) if len(ins) > 2 and ins[2] else None
@@ -390,7 +408,7 @@ class _Lowering:
                         raise ExportError(f"node {n.name!r} (Add): fixed-point Add joins two "
                                           "activations; adding a parameter or constant is not "
                                           "supported")
-                self.set_scale(y, activation_scale(self.ranges[y] * self.headroom(y), self.q))
+                self.set_scale(y, self.act_scale_of(y))
                 self.act(y)
                 from ..codegen.kernels import bcast4
                 dims, sa, sb = bcast4(n.name, self.shape(n.inputs[0]), self.shape(n.inputs[1]),
