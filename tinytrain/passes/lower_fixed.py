@@ -539,7 +539,7 @@ class _Lowering:
             guard = eps * zmax
             if wb <= 16 and guard > qmax // 4:
                 raise ConfigError(f"zo: the perturbation of {name!r} ({eps} LSB x {zmax}) takes "
-                                  f"more than a quarter of its {t.dtype} range; lower --zo-eps "
+                                  f"more than a quarter of its {t.dtype} range; lower --eps "
                                   "or use rademacher perturbations")
             lo, hi = -qmax + guard, qmax - guard
             self.initial[name] = np.clip(self.initial[name], lo, hi)
