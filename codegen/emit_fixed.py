@@ -192,9 +192,10 @@ class _CEmit:
             s = self.i32_table("upd_shift_" + p, a["shift"])
             e = " + ".join(self.evar(v) for v in a["e"])
             rnd = "TT_ROUND_STOCHASTIC" if self.fp.qcfg.rounding == "stochastic" else "TT_ROUND_NEAREST"
-            gy, x, w = ins
+            gy, x, w = ins[:3]
             acc = P(c.outputs[1])
-            g32 = P(c.outputs[2]) if len(c.outputs) > 2 else acc
+            narrow = self.fp.tensors[c.outputs[1]].dtype == "i64"   # int16 model: int64 rows
+            g32 = P(c.outputs[2]) if narrow else acc
             inner = a["inner"]
             if a["op"] == "gemm":
                 bw = f"tt_gemm_bwd_w{sfx}({gy} + c_, {x}, {acc}, 1, {a['k']}, 1, 0)"
@@ -204,11 +205,16 @@ class _CEmit:
                       f"(c_ / {a['cout_g']}) * {a['x_stride']}, {acc}, 0)")
             T.append(("raw", f"for (c_ = 0; c_ < {a['channels']}; ++c_) {{"))
             T.append(("try", bw))
-            if len(c.outputs) > 2:
+            if narrow:
                 T.append(("try", f"tt_grad_quant_pow2_q64_q32({acc}, {g32}, {inner}, &rs)"))
                 e += " + rs"
-            T.append(("try", f"tt_sgd_upd_pc({w} + c_ * {inner}, {a['wbits']}, {g32}, 1, {inner}, "
-                             f"{m} + c_, {s} + c_, {e}, {rnd}, &rng, {self.sat(a)})"))
+            if "beta_mult" in a:
+                T.append(("try", f"tt_momentum_upd_pc({w} + c_ * {inner}, {a['wbits']}, {g32}, "
+                                 f"{P(a['state'])} + c_ * {inner}, 1, {inner}, {m} + c_, "
+                                 f"{s} + c_, {e}, {a['beta_mult']}, {rnd}, &rng, {self.sat(a)})"))
+            else:
+                T.append(("try", f"tt_sgd_upd_pc({w} + c_ * {inner}, {a['wbits']}, {g32}, 1, "
+                                 f"{inner}, {m} + c_, {s} + c_, {e}, {rnd}, &rng, {self.sat(a)})"))
             T.append(("raw", "}"))
             return T
         elif fn == "sgd_pc":
@@ -217,8 +223,13 @@ class _CEmit:
             s = self.i32_table("upd_shift_" + p, a["shift"])
             e = " + ".join(self.evar(v) for v in a["e"]) or "0"
             rnd = "TT_ROUND_STOCHASTIC" if self.fp.qcfg.rounding == "stochastic" else "TT_ROUND_NEAREST"
-            T.append(("try", f"tt_sgd_upd_pc({P(p)}, {a['wbits']}, {ins[1]}, {a['channels']}, "
-                             f"{a['inner']}, {m}, {s}, {e}, {rnd}, &rng, {self.sat(a)})"))
+            if "beta_mult" in a:
+                T.append(("try", f"tt_momentum_upd_pc({P(p)}, {a['wbits']}, {ins[1]}, "
+                                 f"{P(a['state'])}, {a['channels']}, {a['inner']}, {m}, {s}, {e}, "
+                                 f"{a['beta_mult']}, {rnd}, &rng, {self.sat(a)})"))
+            else:
+                T.append(("try", f"tt_sgd_upd_pc({P(p)}, {a['wbits']}, {ins[1]}, {a['channels']}, "
+                                 f"{a['inner']}, {m}, {s}, {e}, {rnd}, &rng, {self.sat(a)})"))
         else:
             raise ExportError(f"internal: no C emission for fixed-point call {fn!r}")
         if c.exp is not None:

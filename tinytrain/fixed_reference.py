@@ -33,6 +33,8 @@ class FixedTrainer:
         self.weights = {n: np.asarray(v).astype(_NP[fp.tensors[n].dtype]).reshape(-1)
                         for n, v in fp.initial.items()}
         self.sat = np.zeros(len(fp.sat_sites), np.int64)
+        self.state = {n: np.zeros(t.size, np.int32) for n, t in fp.tensors.items()
+                      if t.role is TensorRole.OPT_STATE}
         self.step = 0
 
     # ---- views -------------------------------------------------------------------------------
@@ -136,8 +138,14 @@ class FixedTrainer:
                 continue
             elif fn == "sgd_pc":
                 e = sum(exps[v] for v in a["e"])
-                out, n = qk.sgd_upd_pc(ins[0], a["wbits"], ins[1], a["channels"], a["inner"],
-                                       a["mult"], a["shift"], e, self.rounding, rng)
+                if "beta_mult" in a:
+                    st = a["state"]
+                    out, self.state[st], n = qk.momentum_upd_pc(
+                        ins[0], a["wbits"], ins[1], self.state[st], a["channels"], a["inner"],
+                        a["mult"], a["shift"], e, a["beta_mult"], self.rounding, rng)
+                else:
+                    out, n = qk.sgd_upd_pc(ins[0], a["wbits"], ins[1], a["channels"], a["inner"],
+                                           a["mult"], a["shift"], e, self.rounding, rng)
                 sat[a["sat"]] += n
                 self.weights[c.outputs[0]] = np.asarray(out).astype(self.weights[c.outputs[0]].dtype)
                 continue
@@ -198,8 +206,9 @@ class FixedTrainer:
     def _bwd_w_update(self, c, ins, exps, rng):
         """Row by row: weight gradient of output channel r, then its SGD update."""
         a, bits = c.args, self.bits
-        gy, x, w = ins
+        gy, x, w = ins[:3]
         w = w.copy()
+        mom = "beta_mult" in a
         inner = a["inner"]
         e = sum(exps[v] for v in a["e"])
         for r in range(a["channels"]):
@@ -213,8 +222,14 @@ class FixedTrainer:
             if bits == 16:
                 acc, rs = fx.grad_quant_pow2(acc, 32)
             sl = slice(r * inner, (r + 1) * inner)
-            w[sl], n = qk.sgd_upd_pc(w[sl], a["wbits"], acc, 1, inner, a["mult"][r:r + 1],
-                                     a["shift"][r:r + 1], e + rs, self.rounding, rng)
+            if mom:
+                v = self.state[a["state"]]
+                w[sl], v[sl], n = qk.momentum_upd_pc(
+                    w[sl], a["wbits"], acc, v[sl], 1, inner, a["mult"][r:r + 1],
+                    a["shift"][r:r + 1], e + rs, a["beta_mult"], self.rounding, rng)
+            else:
+                w[sl], n = qk.sgd_upd_pc(w[sl], a["wbits"], acc, 1, inner, a["mult"][r:r + 1],
+                                         a["shift"][r:r + 1], e + rs, self.rounding, rng)
             self.sat[a["sat"]] += n
         self.weights[c.outputs[0]] = w
 
@@ -254,6 +269,7 @@ class FixedTrainer:
         total = 0.0
         for row, lab in zip(xb, labels):
             env = dict(self.weights)
+            env.update(self.state)
             env[fp.input] = row
             env[fp.label] = np.array([lab], np.int32)
             exps: dict[str, int] = {}

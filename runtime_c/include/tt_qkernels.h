@@ -319,6 +319,19 @@ tt_status tt_sgd_upd_q64(int64_t *TT_RESTRICT w, int32_t *TT_RESTRICT g, int n, 
 tt_status tt_sgd_upd_pc(void *w, int wbits, int32_t *g, int channels, int inner,
                         const int32_t *mult, const int32_t *shift, int e, int rounding,
                         tt_prng *rng, uint32_t *sat);
+/* tt_momentum_upd_pc: per-channel SGD with momentum for int8 / int16 / int32 weights. The
+ *   velocity v (int32) is in weight LSBs with TT_Q_MOM_FRAC fractional bits and includes the
+ *   learning rate (v <- beta v + lr G / s_W, w <- w - v; the same steps as fp32 momentum with
+ *   a constant lr). Per element, channel c = k / inner:
+ *   gv = tt_shift_round64(g * mult[c], shift[c] + e + TT_Q_MOM_FRAC - 31) (shift clamped to
+ *   [-62, 0]; > 0 is clipped to 0 and `inner` saturations counted once per channel),
+ *   v = sat32(rdbpot64(v * beta_mult, 31) + gv) (counted), delta = R(v, TT_Q_MOM_FRAC)
+ *   (rdbpot or stochastic with one draw), w = sat(w - delta) (counted), g = 0.
+ *   beta = beta_mult / 2^31. */
+#define TT_Q_MOM_FRAC 16
+tt_status tt_momentum_upd_pc(void *w, int wbits, int32_t *g, int32_t *v, int channels,
+                             int inner, const int32_t *mult, const int32_t *shift, int e,
+                             int32_t beta_mult, int rounding, tt_prng *rng, uint32_t *sat);
 tt_status tt_grad_join_q8(int8_t *a, int *ea, const int8_t *b, int eb, int n, uint32_t *sat);
 tt_status tt_grad_join_q16(int16_t *a, int *ea, const int16_t *b, int eb, int n,
                            uint32_t *sat);

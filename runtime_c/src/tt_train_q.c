@@ -214,3 +214,60 @@ static int64_t join_term(int64_t v, int d)
 
 TT_Q_JOIN(_q8, int8_t, 127)
 TT_Q_JOIN(_q16, int16_t, 32767)
+
+tt_status tt_momentum_upd_pc(void *w, int wbits, int32_t *g, int32_t *v, int channels,
+                             int inner, const int32_t *mult, const int32_t *shift, int e,
+                             int32_t beta_mult, int rounding, tt_prng *rng, uint32_t *sat)
+{
+    uint32_t dummy = 0;
+    int c, i;
+    if (w == NULL || g == NULL || v == NULL || mult == NULL || shift == NULL || channels < 0 ||
+        inner < 0 || !bits_ok(wbits) || e < -200 || e > 200 || beta_mult < 0 || (rounding != TT_ROUND_NEAREST && rounding != TT_ROUND_STOCHASTIC) ||
+        (rounding == TT_ROUND_STOCHASTIC && rng == NULL)) {
+        return TT_ERR_ARG;
+    }
+    if (sat == NULL) {
+        sat = &dummy;
+    }
+    for (c = 0; c < channels; ++c) {
+        /* g * mult[c] * 2^(shift[c] + e - 31) in weight LSBs, kept with TT_Q_MOM_FRAC bits */
+        int sh = shift[c] + e + TT_Q_MOM_FRAC - 31;
+        if (sh < -62) {
+            sh = -62; /* |g * mult| < 2^62: the term rounds to 0 */
+        }
+        if (sh > 0) {
+            *sat += (uint32_t)inner; /* beyond the velocity's range: clipped, counted */
+            sh = 0;
+        }
+        for (i = 0; i < inner; ++i) {
+            const size_t k = (size_t)c * (size_t)inner + (size_t)i;
+            const int64_t gv = tt_shift_round64((int64_t)g[k] * mult[c], sh);
+            const int64_t vd = tt_rdbpot64((int64_t)v[k] * beta_mult, 31);
+            int64_t delta, x;
+            v[k] = tt_clamp_count(vd + gv, INT32_MIN, INT32_MAX, sat);
+            delta = rounding == TT_ROUND_STOCHASTIC
+                        ? tt_sr_rshift_i64(v[k], TT_Q_MOM_FRAC, tt_prng_u32(rng))
+                        : tt_rdbpot64(v[k], TT_Q_MOM_FRAC);
+            x = q_get(w, wbits, (int)k);
+            switch (wbits) {
+            case 8: ((int8_t *)w)[k] = (int8_t)tt_clamp_count(x - delta, -128, 127, sat); break;
+            case 16: ((int16_t *)w)[k] = (int16_t)tt_clamp_count(x - delta, -32768, 32767, sat); break;
+            case 32: ((int32_t *)w)[k] = tt_clamp_count(x - delta, INT32_MIN, INT32_MAX, sat); break;
+            default: /* |delta| < 2^16: only the int64 limits themselves can overflow */
+                if (delta > 0 && x < INT64_MIN + delta) {
+                    x = INT64_MIN;
+                    ++*sat;
+                } else if (delta < 0 && x > INT64_MAX + delta) {
+                    x = INT64_MAX;
+                    ++*sat;
+                } else {
+                    x -= delta;
+                }
+                ((int64_t *)w)[k] = x;
+                break;
+            }
+            g[k] = 0;
+        }
+    }
+    return TT_OK;
+}

@@ -32,11 +32,15 @@ def _export(tmp_path, data, name, precision, trainable="all", lr=0.02, **kw):
 
 CASES = [(m, p, "all") for m in ("mlp", "cnn", "dscnn", "resnet8") for p in ("int8", "int16")]
 CASES += [(m, "int8", t) for m in ("mlp", "cnn") for t in ("last:2", "bias")]
+CASES = [c + ("sgd",) for c in CASES]
+CASES += [("cnn", "int8", "all", "momentum"), ("resnet8", "int16", "last:2", "momentum"),
+          ("mlp", "int16", "bias", "momentum")]
 
 
-@pytest.mark.parametrize("name,precision,trainable", CASES)
-def test_c_matches_numpy_bit_for_bit_100_steps(tmp_path, data, name, precision, trainable):
-    res, fp, _ = _export(tmp_path, data, name, precision, trainable)
+@pytest.mark.parametrize("name,precision,trainable,optimizer", CASES)
+def test_c_matches_numpy_bit_for_bit_100_steps(tmp_path, data, name, precision, trainable,
+                                               optimizer):
+    res, fp, _ = _export(tmp_path, data, name, precision, trainable, optimizer=optimizer)
     c, ref = HostModel(res.out_dir), FixedTrainer(fp)
     x, y = data["x_train"], data["y_train"]
     for i in range(STEPS):
@@ -119,7 +123,7 @@ def test_checkpoint_round_trip(tmp_path, data):
 
 
 @pytest.mark.parametrize("kw,msg", [
-    ({"optimizer": "adam"}, "sgd optimizer"),
+    ({"optimizer": "adam"}, "sgd and momentum"),
     ({"batch": 4}, "batch 1"),
     ({"schedule": "cosine"}, "constant schedule"),
     ({"loss": "mse"}, "cross_entropy"),

@@ -105,3 +105,31 @@ def test_grad_join_matches_twin_and_real_sum(nl, bits, seed):
     got = ac.astype(np.float64) * 2.0 ** e
     # within one LSB of the result plus the rounding of the smaller operand
     assert np.all(np.abs(got - real) <= 2.0 ** e + 2.0 ** (max(ea, eb) - 16))
+
+
+@pytest.mark.parametrize("wbits", [8, 16, 32, 64])
+@pytest.mark.parametrize("rounding", [qk.ROUND_NEAREST, qk.ROUND_STOCHASTIC])
+@pytest.mark.parametrize("seed", range(4))
+def test_momentum_per_channel_matches_twin(nl, wbits, rounding, seed):
+    rng = np.random.default_rng(seed)
+    ch, inner = int(rng.integers(1, 5)), int(rng.integers(1, 30))
+    n = ch * inner
+    lim = {8: 127, 16: 32767, 32: 1 << 30, 64: 1 << 40}[wbits]
+    w = rng.integers(-lim, lim + 1, n).astype(DT[wbits])
+    w[0] = lim if n > 1 else w[0]                         # saturation at the top, counted
+    v = rng.integers(-(1 << 28), 1 << 28, n).astype(np.int32)
+    g = rng.integers(-(1 << 30), 1 << 30, n).astype(np.int32)
+    mult = rng.integers(1 << 30, (1 << 31) - 1, ch).astype(np.int32)
+    shift = rng.integers(-40, 20, ch).astype(np.int32)
+    e, beta = int(rng.integers(-10, 10)), int(0.9 * (1 << 31))
+    wc, gc, vc, sat = w.copy(), g.copy(), v.copy(), nl.counter()
+    crng = nl.prng(seed, 9)
+    nl.ok(nl.lib.tt_momentum_upd_pc(nl.ptr(wc), wbits, nl.ptr(gc), nl.ptr(vc), ch, inner,
+                                    nl.ptr(mult), nl.ptr(shift), e, beta, rounding, crng, sat))
+    prng = Pcg32(seed, 9)
+    wp, vp, ns = qk.momentum_upd_pc(w, wbits, g, v, ch, inner, mult, shift, e, beta, rounding,
+                                    prng)
+    np.testing.assert_array_equal(wc, wp)
+    np.testing.assert_array_equal(vc, vp)
+    assert sat[0] == ns and not gc.any()
+    assert nl.lib.tt_prng_u32(crng) == prng.next_u32()

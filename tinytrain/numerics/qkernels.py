@@ -409,3 +409,32 @@ def grad_join(a, ea, b, eb, bits):
         rs += 1
     v, n = sat(rdbpot(s, rs), *qrange(bits))
     return _out(v, bits), e - 16 + rs, n
+
+
+MOM_FRAC = 16
+
+
+def momentum_upd_pc(w, wbits, g, v, channels, inner, mult, shift, e, beta_mult, rounding,
+                    rng=None):
+    """tt_momentum_upd_pc: (new w, new v int32, saturations)."""
+    w = np.asarray(w).reshape(-1).copy()
+    g = _a(g).reshape(-1)
+    v = _a(v).reshape(-1).copy()
+    nsat = 0
+    lo, hi = qrange(wbits)
+    for c in range(channels):
+        sl = slice(c * inner, (c + 1) * inner)
+        sh = int(shift[c]) + int(e) + MOM_FRAC - 31
+        sh = max(sh, -62)
+        if sh > 0:
+            nsat += inner
+            sh = 0
+        gv = shift_round(g[sl] * int(mult[c]), sh)
+        vd = rdbpot(v[sl] * int(beta_mult), 31)
+        nv, n1 = sat(vd + gv, INT32_MIN, INT32_MAX)
+        v[sl] = nv
+        d = _round_shift(nv, MOM_FRAC, rounding, rng)   # one draw per element, in order
+        x = (w[sl].astype(object) - d.astype(object)) if wbits == 64 else _a(w[sl]) - d
+        w[sl], n2 = _sat_wide(x, lo, hi, wbits)
+        nsat += n1 + n2
+    return w, v.astype(np.int32), nsat

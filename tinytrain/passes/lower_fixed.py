@@ -176,9 +176,10 @@ def check_fixed_config(cfg: TrainConfig, trainable):
     if cfg.loss != "cross_entropy":
         raise ConfigError(f"fixed-point training supports the cross_entropy loss (integer "
                           f"softmax cross-entropy), not {cfg.loss!r}")
-    if cfg.optimizer != "sgd":
-        raise ConfigError(f"fixed-point training supports the sgd optimizer (integer SGD with "
-                          f"QAS), not {cfg.optimizer!r}")
+    if cfg.optimizer not in ("sgd", "momentum") or (cfg.algo == "zo" and cfg.optimizer != "sgd"):
+        raise ConfigError(f"fixed-point training supports the sgd and momentum optimizers "
+                          f"(integer SGD with QAS; zo: sgd), not {cfg.optimizer!r}"
+                          f"{' with zo' if cfg.algo == 'zo' else ''}")
     if cfg.batch != 1:
         raise ConfigError(f"fixed-point training runs at batch 1 (each sample's integer "
                           f"gradient is applied at once); got batch {cfg.batch}")
@@ -466,9 +467,11 @@ class _Lowering:
         mults, shifts = self.update_multipliers(pname, x_in)
         ch, inner = self.layout[pname]
         wbits = {"i8": 8, "i16": 16, "i32": 32, "i64": 64}[t.dtype]
-        self.emit("sgd_pc", (pname, src), (pname,), node,
-                  {"wbits": wbits, "channels": ch, "inner": inner, "mult": tuple(mults),
-                   "shift": tuple(shifts), "e": terms, "sat": self.site("update " + pname)})
+        args = {"wbits": wbits, "channels": ch, "inner": inner, "mult": tuple(mults),
+                "shift": tuple(shifts), "e": terms, "sat": self.site("update " + pname),
+                **self.momentum_args(pname)}
+        st = (args["state"],) if "beta_mult" in args else ()
+        self.emit("sgd_pc", (pname, src) + st, (pname,) + st, node, args)
 
     def update_multipliers(self, pname, x_in):
         """QAS: integer step = lr * G / s_param, G = acc * s_acc * 2^e with s_acc = s_x for
@@ -491,7 +494,10 @@ class _Lowering:
         mults, shifts = self.update_multipliers(pname, x_in)
         t = self.tensors[pname]
         args = {"wbits": {"i8": 8, "i16": 16}[t.dtype], "channels": ch, "inner": inner,
-                "mult": mults, "shift": shifts, "e": (ey,), "sat": self.site("update " + pname)}
+                "mult": mults, "shift": shifts, "e": (ey,), "sat": self.site("update " + pname),
+                **self.momentum_args(pname)}
+        if "beta_mult" in args:
+            outs += (args["state"],)
         if s.op == "Gemm":
             nn, k = self.shape(s.fwd_inputs[0])
             if nn != 1:
@@ -504,7 +510,17 @@ class _Lowering:
             row = dict(cp, in_c=cin_g, out_c=1, groups=1)
             args.update(op="conv", conv_row=row, cout_g=cout_g,
                         x_stride=cin_g * cp["in_h"] * cp["in_w"], gy_stride=cp["out_h"] * cp["out_w"])
-        self.emit("bwd_w_update", (gy, x_in, pname), outs, n.name, args)
+        ins = (gy, x_in, pname) + ((args["state"],) if "beta_mult" in args else ())
+        self.emit("bwd_w_update", ins, outs, n.name, args)
+
+    def momentum_args(self, pname) -> dict:
+        """Momentum: an int32 velocity per parameter (opt_state), in weight LSBs with 16
+        fractional bits, beta = beta_mult / 2^31."""
+        if self.cfg.optimizer != "momentum":
+            return {}
+        st = self.add(pname + "__mom", self.tensors[pname].shape, "i32", TensorRole.OPT_STATE)
+        return {"state": st, "beta_mult": min(int(round(self.cfg.momentum * (1 << 31))),
+                                              (1 << 31) - 1)}
 
     def zo_spec(self) -> dict:
         """Fixed-point SPSA (module doc of zeroth_order.py for the float form): per tensor t an
