@@ -1,7 +1,7 @@
 """One-op models for the independent int8 oracles: TFLite Micro (the `tflite-micro` wheel's
 Python interpreter; models built with its model_editor, NHWC) and onnxruntime (QLinear ops,
 NCHW). Used by test_int8_oracle.py; every function returns the oracle's output in our CHW /
-row-major layout."""
+row-major layout. TflmGraph builds whole int8 models for test_model_int8_oracle.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -155,6 +155,140 @@ def tflm_pool(x, kind, k, stride, padding, s=0.05):
     sg.inputs, sg.outputs = [xt], [yt]
     y = _run(sg, [np.ascontiguousarray(x.transpose(1, 2, 0))[None]])
     return y[0].transpose(2, 0, 1)
+
+
+# ---- multi-op TFLM graphs --------------------------------------------------------------------
+
+class TflmGraph:
+    """A whole int8 model as one TFLite subgraph (NHWC, zero points 0), built op by op and run
+    in the TFLM interpreter. Weights come in our layouts (FC [m][k], conv OIHW) with per-channel
+    float scales; every op returns a handle `(tensor, scale)`. Any handle can be marked as an
+    extra subgraph output, so a mismatch can be located layer by layer."""
+
+    def __init__(self):
+        _, self.me, self.tfl = _tfl()
+        self.sg = self.me.Subgraph()
+        self.ins, self.outs = [], []
+
+    def _act(self, shape, scale):
+        t = self.sg.add_tensor(shape=tuple(shape), dtype=self.tfl.TensorType.INT8,
+                               quantization=self.me.Quantization(float(scale), 0))
+        return t, float(scale)
+
+    def _const(self, a, dtype, quant=None):
+        return self.sg.add_tensor(shape=a.shape, dtype=dtype, data=np.ascontiguousarray(a),
+                                  quantization=quant)
+
+    def _per_channel(self, scales, axis):
+        s = [float(v) for v in np.asarray(scales, np.float64).reshape(-1)]
+        return self.me.Quantization(s, [0] * len(s), axis=axis)
+
+    def _op(self, code, inputs, outputs, kind=None, **fields):
+        op = self.sg.add_operator(opcode=getattr(self.tfl.BuiltinOperator, code),
+                                  inputs=list(inputs), outputs=list(outputs))
+        if kind is not None:
+            _options(op, self.tfl, kind, **fields)
+
+    def input(self, shape, scale):
+        h = self._act(shape, scale)
+        self.ins.append(h[0])
+        return h
+
+    def mark_output(self, h):
+        self.outs.append(h[0])
+        return len(self.outs) - 1
+
+    def fully_connected(self, x, w, b, sw, sy, relu=False):
+        """x [n][k]; w [m][k] int8, b int32 [m], sw [m] (or one) weight scales."""
+        T = self.tfl.TensorType
+        m = w.shape[0]
+        sw = np.broadcast_to(np.asarray(sw, np.float64).reshape(-1), (m,))
+        wt = self._const(w.astype(np.int8), T.INT8, self._per_channel(sw, 0))
+        bt = self._const(b.astype(np.int32), T.INT32, self._per_channel(x[1] * sw, 0))
+        y = self._act((x[0].shape[0], m), sy)
+        self._op("FULLY_CONNECTED", [x[0], wt, bt], [y[0]], "FullyConnectedOptions",
+                 fusedActivationFunction=_relu(self.tfl, relu))
+        return y
+
+    def conv2d(self, x, w, b, sw, sy, stride, padding, depthwise=False, relu=False):
+        """x [1][h][w][c]; w OIHW int8 (depthwise: [c * mult][1][kh][kw]), per-channel sw."""
+        T = self.tfl.TensorType
+        _, h, wd, c = x[0].shape
+        oc, _, kh, kw = w.shape
+        sw = np.broadcast_to(np.asarray(sw, np.float64).reshape(-1), (oc,))
+        if depthwise:
+            wdata, axis = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0))[None], 3
+        else:
+            wdata, axis = np.ascontiguousarray(w.transpose(0, 2, 3, 1)), 0        # OHWI
+        wt = self._const(wdata.astype(np.int8), T.INT8, self._per_channel(sw, axis))
+        bt = self._const(b.astype(np.int32), T.INT32, self._per_channel(x[1] * sw, 0))
+        if padding == "SAME":
+            oh, ow = -(-h // stride[0]), -(-wd // stride[1])
+        else:
+            oh, ow = (h - kh) // stride[0] + 1, (wd - kw) // stride[1] + 1
+        y = self._act((1, oh, ow, oc), sy)
+        pad = getattr(self.tfl.Padding, padding)
+        common = dict(padding=pad, strideH=stride[0], strideW=stride[1], dilationHFactor=1,
+                      dilationWFactor=1, fusedActivationFunction=_relu(self.tfl, relu))
+        if depthwise:
+            self._op("DEPTHWISE_CONV_2D", [x[0], wt, bt], [y[0]], "DepthwiseConv2DOptions",
+                     depthMultiplier=oc // c, **common)
+        else:
+            self._op("CONV_2D", [x[0], wt, bt], [y[0]], "Conv2DOptions", **common)
+        return y
+
+    def pad(self, x, top, bottom, left, right):
+        """Explicit zero padding (the zero point is 0, so it pads real zeros)."""
+        _, h, wd, c = x[0].shape
+        p = np.array([[0, 0], [top, bottom], [left, right], [0, 0]], np.int32)
+        y = self._act((1, h + top + bottom, wd + left + right, c), x[1])
+        self._op("PAD", [x[0], self._const(p, self.tfl.TensorType.INT32)], [y[0]])
+        return y
+
+    def pool(self, x, kind, k, stride, padding):
+        _, h, wd, c = x[0].shape
+        if padding == "SAME":
+            oh, ow = -(-h // stride[0]), -(-wd // stride[1])
+        else:
+            oh, ow = (h - k[0]) // stride[0] + 1, (wd - k[1]) // stride[1] + 1
+        y = self._act((1, oh, ow, c), x[1])
+        self._op("MAX_POOL_2D" if kind == "max" else "AVERAGE_POOL_2D", [x[0]], [y[0]],
+                 "Pool2DOptions", padding=getattr(self.tfl.Padding, padding), strideH=stride[0],
+                 strideW=stride[1], filterHeight=k[0], filterWidth=k[1],
+                 fusedActivationFunction=0)
+        return y
+
+    def relu(self, x):
+        y = self._act(x[0].shape, x[1])
+        self._op("RELU", [x[0]], [y[0]])
+        return y
+
+    def transpose(self, x, perm):
+        y = self._act(tuple(x[0].shape[p] for p in perm), x[1])
+        self._op("TRANSPOSE", [x[0], self._const(np.array(perm, np.int32),
+                                                 self.tfl.TensorType.INT32)], [y[0]])
+        return y
+
+    def reshape(self, x, shape):
+        y = self._act(shape, x[1])
+        self._op("RESHAPE", [x[0], self._const(np.array(shape, np.int32),
+                                               self.tfl.TensorType.INT32)], [y[0]],
+                 "ReshapeOptions", newShape=list(shape))
+        return y
+
+    def interpreter(self):
+        """Compile once; run with `run_interpreter` for every sample."""
+        runtime, _, _ = _tfl()
+        self.sg.inputs, self.sg.outputs = list(self.ins), list(self.outs)
+        model = self.me.Model(subgraphs=[self.sg])
+        return runtime.Interpreter.from_bytes(bytes(model.build()), arena_size=1 << 20)
+
+
+def run_interpreter(it, inputs, n_outputs):
+    for i, v in enumerate(inputs):
+        it.set_input(v, i)
+    it.invoke()
+    return [np.array(it.get_output(i)) for i in range(n_outputs)]
 
 
 # ---- onnxruntime ---------------------------------------------------------------------------
