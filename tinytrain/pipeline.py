@@ -19,8 +19,48 @@ from .passes.memory_plan import plan_arena
 
 
 def load_model(path, batch: int = 1) -> Graph:
+    """An already-quantized ONNX (QDQ / QLinear ops) loads as its dequantized float model; its
+    scales are used by the int8 export only (load_model_with_scales)."""
+    return load_model_with_scales(path, batch)[0]
+
+
+def load_model_with_scales(path, batch: int = 1) -> tuple[Graph, dict | None]:
+    """(graph, scales): scales (activation tensor -> float, weight -> float or per-output-
+    channel array) when the ONNX file is already quantized (frontend/onnx_quant.py), else
+    None. fp32 / fp16 exports of a quantized model train its dequantized float model."""
     from .frontend import import_onnx
-    return import_onnx(path, batch=batch)
+    from .frontend.onnx_quant import import_quantized_onnx, is_quantized_onnx
+    if is_quantized_onnx(path):
+        return import_quantized_onnx(path, batch=batch)
+    return import_onnx(path, batch=batch), None
+
+
+def fit_imported_scales(graph: Graph, cfg: TrainConfig, scales):
+    """Imported weight scales the fixed-point lowering can keep: a layer that passes gradients
+    back (bp) or whose parameters zo perturbs needs one scale per weight tensor, so imported
+    per-channel scales of such layers are dropped (the weight is requantized per tensor).
+    Returns (scales, notes)."""
+    if not scales:
+        return scales, []
+    program = build_training_program(graph, replace(cfg, fuse_update=False))
+    trainable = set(program.trainable)
+    if cfg.algo == "zo":
+        whole = {n.name for n in graph.nodes
+                 if any(i in trainable for i in n.inputs[1:])}
+    else:
+        whole = {s.node for s in program.train_steps if s.kind == "vjp" and s.wrt == 0}
+    scales, notes = dict(scales), []
+    for n in graph.nodes:
+        if n.name in whole and len(n.inputs) > 1 and n.inputs[1] in scales:
+            s = np.asarray(scales[n.inputs[1]]).reshape(-1)
+            if s.size > 1 and not np.all(s == s[0]):
+                del scales[n.inputs[1]]
+                why = "zo perturbs the layer" if cfg.algo == "zo" else \
+                    "its layer passes gradients back"
+                notes.append(f"{n.inputs[1]!r}: its imported per-channel scales are replaced by "
+                             f"one per-tensor scale ({why}), so its int8 values differ from the "
+                             "ONNX file's")
+    return scales, notes
 
 
 def model_hash(graph: Graph, cfg: TrainConfig) -> int:
@@ -104,8 +144,27 @@ def export_fixed(model, out_dir, cfg: TrainConfig, *, precision: str, algo=None,
     from .codegen.emit_fixed import emit_project_fixed
     if algo is not None and algo != cfg.algo:
         cfg = replace(cfg, algo=algo)
-    graph = load_model(model) if not isinstance(model, Graph) else model
-    fp, plan = make_fixed_program(graph, cfg, precision, calibration, quant)
+    scales = None
+    if isinstance(model, Graph):
+        graph = model
+    else:
+        graph, scales = load_model_with_scales(model)
+    notes = []
+    if scales and precision != "int8":
+        scales = None       # int8 scales would put int16 values on the int8 grid: calibrate
+    elif scales:
+        # an already-quantized model: its scales replace calibration (which, if given, covers
+        # only the tensors without one)
+        from .frontend.onnx_quant import missing_scales
+        missing = missing_scales(graph, scales)
+        if missing and calibration is None:
+            raise ConfigError("the quantized model has no scale for "
+                              f"{', '.join(map(repr, missing))}: pass calibration samples "
+                              "(--calibration) for those tensors")
+        scales, notes = fit_imported_scales(graph, cfg, scales)
+    fp, plan = make_fixed_program(graph, cfg, precision, calibration, quant, scales)
+    if notes:
+        fp.warnings = tuple(fp.warnings) + tuple(notes)
     cmd = command if command is not None else " ".join(shlex.quote(a) for a in sys.argv)
     h = model_hash(graph, cfg) ^ zlib.crc32(repr(fp.qcfg).encode())
     res = emit_project_fixed(fp, plan, out_dir, model_hash=h, command=cmd, force=force)
