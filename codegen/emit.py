@@ -234,9 +234,11 @@ RUNTIME_FILES = {
              ("src", "*_f32.c"), ("include", "tt_prng.h"), ("src", "tt_prng.c"),
              ("include", "tt_zo.h"), ("include", "tt_jvp.h")),
     # binary16 storage, fp32 arithmetic (codegen/emit_fp16.py); tt_util.c brings the status
-    # strings, CRC32 and the pool geometry check the f16 kernels call
+    # strings, CRC32 and the pool geometry check the f16 kernels call; the PRNG draws the zo
+    # perturbations (tt_zo_f16.c)
     "fp16": (("include", "tt_status.h"), ("include", "tt_kernels.h"), ("include", "tt_fp16.h"),
-             ("src", "tt_util.c"), ("src", "tt_fp16.c"), ("src", "*_f16.c")),
+             ("include", "tt_prng.h"), ("src", "tt_util.c"), ("src", "tt_fp16.c"),
+             ("src", "tt_prng.c"), ("src", "*_f16.c")),
 }
 
 

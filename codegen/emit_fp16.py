@@ -15,8 +15,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ExportError
-from ..passes.lower_fp16 import (COS_PI_COEFFS, LOSS_OUT, LR, PI_F32, Call, Fp16Program, Ref,
-                                 Struct, Sym, lower_fp16)
+from ..passes.lower_fp16 import (COEF, COS_PI_COEFFS, LOSS_OUT, LR, MU, PI_F32, ZSTATE, Call,
+                                 Fp16Program, Ref, Struct, Sym, lower_fp16)
 from .cfloat import c_float
 from .emit import (MANIFEST, EmitCtx, EmitResult, _runtime_files, prepare_out_dir, render,
                    write_project)
@@ -88,7 +88,8 @@ def _comment(c: Call, plan) -> str:
         else:
             outs.append(o)
     what = {"cast": "input float -> half", "fwd": "forward", "loss": "loss",
-            "vjp": f"backward wrt input {c.wrt}", "update": f"{c.op} update"}[c.kind]
+            "vjp": f"backward wrt input {c.wrt}", "update": f"{c.op} update",
+            "zo": f"zo {c.op.lower()}"}[c.kind]
     if c.kernel == "view":
         what += ", a view: same bytes, nothing to do"
     elif c.accumulate:
@@ -113,6 +114,12 @@ class _Printer:
             return "lr"
         if a is LOSS_OUT:
             return "&l"
+        if a is ZSTATE:
+            return "&z"
+        if a is COEF:
+            return "a"
+        if a is MU:
+            return "mu"
         if isinstance(a, Sym):
             raise ExportError(f"internal: unknown run-time argument {a.name!r}")
         if isinstance(a, (np.floating, float)):
@@ -174,11 +181,25 @@ def emit_context_fp16(lp: Fp16Program, *, model_hash: int, command: str) -> dict
     forward = calls(lp.forward_calls)
     loss = {"comment": "", "call": ""}
     backward = []
-    if lp.training:
+    if lp.sample_calls:
         ls = lp.sample_calls[0]
         loss = {"comment": _comment(ls, plan), "call": pr.call(ls)[0]}
         backward = calls(lp.sample_calls[1:])
     updates = [{"comment": _comment(u, plan), "call": pr.call(u)[0]} for u in lp.update_calls]
+    zo = fg = None
+    if lp.zo is not None:
+        zs = lp.zo
+        one = lambda cl: [{"comment": _comment(c, plan), "call": pr.call(c)[0]}  # noqa: E731
+                          for c in cl]
+        zo = {"n": zs.n, "seed": zs.seed, "eps": c_float(zs.eps), "denom": c_float(zs.denom),
+              "n_f": c_float(zs.n_f), "sign": zs.sign,
+              "momentum": None if zs.momentum is None else c_float(zs.momentum),
+              "dist": "TT_ZO_GAUSS" if zs.dist else "TT_ZO_RADEMACHER",
+              "perturb_calls": one(zs.perturb), "restore_calls": one(zs.restore),
+              "update_calls": one(zs.update),
+              "apply_calls": one(zs.apply),
+              "loss": {"comment": _comment(zs.loss, plan), "call": pr.call(zs.loss)[0]}}
+        fg = {"n": zs.n, "seed": zs.seed, "params": list(zs.params)}
 
     params = []
     for name in lp.params + tuple(n for n in lp.init if n not in lp.params):
@@ -200,7 +221,8 @@ def emit_context_fp16(lp: Fp16Program, *, model_hash: int, command: str) -> dict
             "fp16_state": lp.fp16_state}
     return {
         "banner": banner, "model_hash": model_hash, "loss": "SoftmaxCrossEntropy",
-        "training": lp.training, "algo": "bp", "backprop": True, "fg": None, "zo": None,
+        "training": lp.training, "algo": "zo" if zo else "bp", "backprop": zo is None,
+        "fg": fg, "zo": zo,
         "jvp": None, "input_size": in_t.size, "input_shape": list(in_t.shape),
         "output_size": out_t.size, "output_shape": list(out_t.shape), "batch": int(cfg.batch),
         "params": params,
@@ -226,10 +248,15 @@ the host build, Cortex-M and RISC-V targets and the numpy reference produce the 
 Static loss scale {loss_scale}: the logit gradient is multiplied by loss scale / batch before
 it is stored as a half, the update divides it out in fp32.
 {master}{state}
-A step with an Inf/NaN gradient (an overflow of the scaled gradients) is skipped: the batch is
-dropped, the weights are untouched and `tt_train_step` returns `TT_ERR_NAN`.
+{nonfinite}
 `tt_param_read_raw` returns the halves of a parameter.
 """
+
+_NONFINITE_BP = """A step with an Inf/NaN gradient (an overflow of the scaled gradients) is skipped: the batch is
+dropped, the weights are untouched and `tt_train_step` returns `TT_ERR_NAN`."""
+_NONFINITE_ZO = """zo: the perturbed halves are half(master + eps z) and the restore is half(master), exact; the
+update is applied to the fp32 masters. A NaN/Inf perturbed loss drops the batch with the weights
+restored, and `tt_train_step` returns `TT_ERR_NAN`. The loss scale is unused (no gradients)."""
 
 
 def emit_project_fp16(program, out_dir, *, model_hash: int, command: str = "",
@@ -249,12 +276,13 @@ def emit_project_fp16(program, out_dir, *, model_hash: int, command: str = "",
                 "half the forward\npass reads." if lp.masters
                 else "No master weights: updates apply to the halves."),
         state=("\nMomentum state: " + ("halves." if lp.fp16_state else "fp32.")
-               if lp.config.optimizer == "momentum" else ""))
+               if lp.config.optimizer == "momentum" else ""),
+        nonfinite=_NONFINITE_ZO if lp.zo is not None else _NONFINITE_BP)
     files = write_project(out, old_files, rendered, _runtime_files("fp16"))
     cfg = lp.config
     manifest = {
         "tinytrain": __version__, "model_hash": f"{model_hash:08x}", "command": command,
-        "precision": "fp16", "algo": "bp", "training": ctx["training"],
+        "precision": "fp16", "algo": ctx["algo"], "training": ctx["training"],
         "input": {"name": lp.input, "shape": ctx["input_shape"]},
         "output": {"name": lp.logits, "shape": ctx["output_shape"]},
         "loss": "SoftmaxCrossEntropy", "label_dtype": "i32", "batch": int(cfg.batch),
@@ -269,6 +297,9 @@ def emit_project_fp16(program, out_dir, *, model_hash: int, command: str = "",
                  "master_bytes": master_bytes,
                  "momentum_state": (("f16" if lp.fp16_state else "f32")
                                     if cfg.optimizer == "momentum" else None)},
+        "zo": None if lp.zo is None else {
+            "perturbations": lp.zo.n, "eps": cfg.zo_eps, "dist": cfg.zo_dist,
+            "estimator": cfg.zo_estimator, "seed": lp.zo.seed, "params": list(lp.zo.params)},
         "sources": sorted(f for f in files if f.endswith(".c") and f != "main.c"),
         "files": sorted(files),
     }

@@ -17,8 +17,9 @@ from .errors import NumericFaultError, ShapeError, TinytrainError
 from .ir import TensorRole
 from .numerics import fp16_kernels as hk
 from .numerics.fp16 import all_finite_f16, f16_to_f32, f32_to_f16
-from .passes.lower_fp16 import (CONV_FIELDS, LOSS_OUT, LR, POOL_FIELDS, Fp16Program, Ref,
-                                Struct, lower_fp16, lr_at)
+from .numerics.prng import Pcg32, stream_id
+from .passes.lower_fp16 import (COEF, CONV_FIELDS, LOSS_OUT, LR, MU, POOL_FIELDS, ZSTATE,
+                                Fp16Program, Ref, Struct, lower_fp16, lr_at)
 
 _NP = {"f16": np.uint16, "f32": np.float32, "i32": np.int32}
 
@@ -173,6 +174,32 @@ def _momentum(v32):
     return f
 
 
+def _k_zo_perturb(a, env):
+    m, w, n, gen, coef, dist = a
+    return {w: hk.zo_perturb(env[m], gen, coef, dist)}
+
+
+def _k_zo_update(a, env):
+    m, w, n, gen, coef, dist = a
+    mn, wn = hk.zo_update(env[m], gen, coef, dist)
+    return {m: mn, w: wn}
+
+
+def _zo_mom_acc(v32):
+    def f(a, env):
+        v, n, gen, mu, coef, dist = a
+        return {v: hk.zo_mom_acc(env[v], gen, mu, coef, dist, v32)}
+    return f
+
+
+def _zo_mom_upd(v32):
+    def f(a, env):
+        m, w, v, n, coef = a
+        mn, wn = hk.zo_mom_upd(env[m], env[v], coef, v32)
+        return {m: mn, w: wn}
+    return f
+
+
 KERNELS = {
     "tt_f32_to_f16_n": _k_cast, "view": _k_view, "copy": _k_copy,
     "tt_gemm_fwd_f16": _k_gemm_fwd, "tt_gemm_bwd_x_f16": _k_gemm_bwd_x,
@@ -186,6 +213,9 @@ KERNELS = {
     "tt_add_fwd_f16": _k_add_fwd, "tt_add_bwd_f16": _k_add_bwd,
     "tt_softmax_xent_f16": _k_xent, "tt_sgd_upd_f16": _k_sgd,
     "tt_momentum_upd_f16": _momentum(False), "tt_momentum_upd_f16_v32": _momentum(True),
+    "tt_zo_perturb_f16": _k_zo_perturb, "tt_zo_update_f16": _k_zo_update,
+    "tt_zo_mom_acc_f16": _zo_mom_acc(False), "tt_zo_mom_acc_f16_v32": _zo_mom_acc(True),
+    "tt_zo_mom_upd_f16": _zo_mom_upd(False), "tt_zo_mom_upd_f16_v32": _zo_mom_upd(True),
 }
 
 
@@ -214,6 +244,7 @@ class Fp16Trainer:
         for p, m in lp.masters.items():
             self.state[m] = f16_to_f32(self.state[p])
         self.step = self.samples = self.nonfinite = 0
+        self.zo_dsum = np.zeros(lp.zo.n if lp.zo else 0, np.float32)
 
     @property
     def raw_params(self) -> dict[str, np.ndarray]:
@@ -260,11 +291,11 @@ class Fp16Trainer:
         return self.section_bytes("params_rw") + self.section_bytes("opt_state")
 
     # ---- execution --------------------------------------------------------------------------
-    def _run(self, calls, env, lr=None):
+    def _run(self, calls, env, lr=None, **syms):
         with np.errstate(all="ignore"):   # Inf / NaN propagate silently, as in the C
-            return self._run_calls(calls, env, lr)
+            return self._run_calls(calls, env, lr, syms)
 
-    def _run_calls(self, calls, env, lr):
+    def _run_calls(self, calls, env, lr, syms):
         loss = None
         for c in calls:
             args = []
@@ -275,6 +306,12 @@ class Fp16Trainer:
                     args.append(lr)
                 elif a is LOSS_OUT:
                     args.append(None)
+                elif a is ZSTATE:
+                    args.append(syms["z"])
+                elif a is COEF:
+                    args.append(syms["a"])
+                elif a is MU:
+                    args.append(syms["mu"])
                 else:
                     args.append(a)
             fn = KERNELS[c.kernel]
@@ -333,6 +370,8 @@ class Fp16Trainer:
 
     def _sample(self, x, label, i) -> np.float32:
         lp = self.lowered
+        if lp.zo is not None:
+            return self._zo_sample(x, label, i)
         env = dict(self.state)
         env[lp.input] = x
         env[lp.label] = label
@@ -365,3 +404,69 @@ class Fp16Trainer:
             self.state[name] = env[name]
         self.step += 1
         return loss
+
+    # ---- zeroth order (tt_train_step of an fp16 zo export) -------------------------------
+    def _zo_loss(self, x, label) -> np.float32:
+        lp = self.lowered
+        env = dict(self.state)
+        env[lp.input] = x
+        env[lp.label] = label
+        self._run(lp.forward_calls, env)
+        return self._run((lp.zo.loss,), env)
+
+    def _zo_calls(self, calls, k, **syms):
+        """Run zo calls on the state with direction k's generator (a fresh one per list, as
+        each C helper seeds its own)."""
+        env = dict(self.state)
+        gen = Pcg32(self.lowered.zo.seed, stream_id(self.step, k))
+        self._run(calls, env, z=gen, **syms)
+        self.state.update(env)
+
+    def _zo_sample(self, x, label, i) -> np.float32:
+        zs = self.lowered.zo
+        l0 = None
+        for k in range(zs.n):
+            self._zo_calls(zs.perturb, k, a=zs.eps)
+            lp = self._zo_loss(x, label)
+            self._zo_calls(zs.perturb, k, a=-zs.eps)
+            lm = self._zo_loss(x, label)
+            self._zo_calls(zs.restore, k)
+            if not (np.isfinite(lp) and np.isfinite(lm)):
+                self.zo_dsum[:] = 0
+                self.samples = 0
+                self.nonfinite += 1
+                raise NumericFaultError(
+                    f"sample {i} of optimizer step {self.step}: a perturbed loss is NaN/Inf; "
+                    "the batch was discarded and the weights were restored (not updated). "
+                    "Lower eps or the learning rate, or check the data.")
+            with np.errstate(all="ignore"):
+                self.zo_dsum[k] = np.float32(self.zo_dsum[k] + np.float32(lp - lm))
+                if k == 0:
+                    l0 = np.float32(np.float32(0.5) * np.float32(lp + lm))
+        self.samples += 1
+        if self.samples < int(self.cfg.batch):
+            return l0
+        self.samples = 0
+        self._zo_update()
+        return l0
+
+    def _zo_update(self):
+        """tt_zo_update: the fp32 zo update (tt_fg_update.c.j2) applied to the masters."""
+        zs = self.lowered.zo
+        lr = lr_at(self.cfg, self.step)
+        with np.errstate(all="ignore"):
+            for k in range(zs.n):
+                d = np.float32(self.zo_dsum[k])
+                coef = (np.float32(np.sign(d)) / zs.n_f if zs.sign
+                        else np.float32(np.float32(d / zs.denom) / zs.n_f))
+                if zs.momentum is None:
+                    self._zo_calls(zs.update, k, a=np.float32(-lr * coef))
+                else:
+                    mu = zs.momentum if k == 0 else np.float32(1.0)
+                    self._zo_calls(zs.update, k, a=np.float32(coef), mu=mu)
+                self.zo_dsum[k] = 0
+            if zs.momentum is not None:
+                env = dict(self.state)
+                self._run(zs.apply, env, a=np.float32(-lr))
+                self.state.update(env)
+        self.step += 1

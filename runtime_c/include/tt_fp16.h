@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "tt_kernels.h"
+#include "tt_prng.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -205,6 +206,37 @@ tt_status tt_momentum_upd_f16(uint16_t *TT_RESTRICT w, uint16_t *TT_RESTRICT g,
 tt_status tt_momentum_upd_f16_v32(uint16_t *TT_RESTRICT w, uint16_t *TT_RESTRICT g,
                                   float *TT_RESTRICT v, float *TT_RESTRICT master, int n,
                                   float lr, float momentum, float weight_decay, float inv_scale);
+
+/* ------------------------------------------------------------------ zeroth order (SPSA)
+ * Half weights w16 with fp32 master weights: a perturbation is computed from the master and
+ * rounded once, w16 = half(master + a*z); the restore is tt_f32_to_f16_n(master, w16), exact
+ * because the master never changes during the passes (adding a*z to a half and subtracting
+ * it again would round twice). The update is applied to the master, in the fp32 zo's
+ * operations (tt_zo.h), and rounded to the half the forward pass reads.
+ * z is regenerated from st exactly as tt_zo_axpy_f32 draws it (tt_zo.h: dist
+ * TT_ZO_RADEMACHER, value i from bit i % 32 of draw i / 32, +-1; TT_ZO_GAUSS, one draw per
+ * value, Irwin-Hall byte sum - 510 times float(1 / sqrt(21845))), afresh for every call, and
+ * st advances by the draws used. Per element i ascending, every operation a rounded float op:
+ *   tt_zo_perturb_f16:     w16 = half(master + a*z)
+ *   tt_zo_update_f16:      master = master + a*z;  w16 = half(master)     (sgd: a = -lr coef)
+ *   tt_zo_mom_acc_f16_v32: v = mu*v + a*z          (float state; mu = momentum for the first
+ *   tt_zo_mom_acc_f16:     v = half(mu*float(v) + a*z)   direction of a step, 1 after; a = coef)
+ *   tt_zo_mom_upd_f16_v32 / _f16: master = master + a*v;  w16 = half(master)   (a = -lr)
+ * TT_ERR_ARG for NULL, n < 0 or an unknown dist. */
+#ifndef TT_ZO_RADEMACHER
+#define TT_ZO_RADEMACHER 0
+#define TT_ZO_GAUSS 1
+#endif
+tt_status tt_zo_perturb_f16(const float *master, uint16_t *TT_RESTRICT w, int n, tt_prng *st,
+                            float a, int dist);
+tt_status tt_zo_update_f16(float *TT_RESTRICT master, uint16_t *TT_RESTRICT w, int n, tt_prng *st,
+                           float a, int dist);
+tt_status tt_zo_mom_acc_f16_v32(float *v, int n, tt_prng *st, float mu, float a, int dist);
+tt_status tt_zo_mom_acc_f16(uint16_t *v, int n, tt_prng *st, float mu, float a, int dist);
+tt_status tt_zo_mom_upd_f16_v32(float *TT_RESTRICT master, uint16_t *TT_RESTRICT w,
+                                const float *v, int n, float a);
+tt_status tt_zo_mom_upd_f16(float *TT_RESTRICT master, uint16_t *TT_RESTRICT w,
+                            const uint16_t *v, int n, float a);
 
 #ifdef __cplusplus
 }

@@ -208,7 +208,7 @@ def test_refusals_name_what_is_supported(graphs):
     for cfg, words in [
             (TrainConfig(optimizer="adam"), ("sgd and momentum", "adam")),
             (TrainConfig(loss="mse"), ("cross_entropy", "mse")),
-            (TrainConfig(algo="zo"), ("bp", "zo")),
+            (TrainConfig(algo="zo", hybrid_bp_layers=1), ("bp", "zo", "hybrid")),
             (TrainConfig(algo="jvp"), ("bp", "jvp"))]:
         with pytest.raises(ConfigError) as e:
             lower_fp16(build_training_program(g, cfg))

@@ -236,3 +236,46 @@ def momentum_upd(w, g, v, master, lr, momentum, weight_decay, inv_scale, v32: bo
         v_used = H(v_new)
     wf = wf - F32(lr) * v_used
     return R(wf), v_new, (None if master is None else wf), True
+
+
+# ---- zeroth order (SPSA) with fp32 master weights (tt_zo_f16.c) -------------------------------
+ZO_RADEMACHER, ZO_GAUSS = 0, 1
+ZO_GAUSS_SCALE = F32(1 / np.sqrt(21845))   # == 0.00676587503f in tt_zo_f32.c / tt_zo_f16.c
+
+
+def zo_z(gen, n: int, dist: int) -> np.ndarray:
+    """z of one tensor (float32), drawn from gen (a prng.Pcg32, advanced) as tt_zo_f16.c and
+    tt_zo_axpy_f32 draw it."""
+    if dist == ZO_RADEMACHER:
+        return gen.rademacher(int(n)).astype(np.float32)
+    if dist == ZO_GAUSS:
+        return gen.gauss(int(n)).astype(np.float32) * ZO_GAUSS_SCALE
+    raise ValueError(f"unknown zo distribution {dist!r}")
+
+
+def zo_perturb(master, gen, a, dist) -> np.ndarray:
+    """tt_zo_perturb_f16: the halves half(master + a*z)."""
+    m = np.asarray(master, np.float32).reshape(-1)
+    return R(m + F32(a) * zo_z(gen, m.size, dist))
+
+
+def zo_update(master, gen, a, dist):
+    """tt_zo_update_f16: (master + a*z, its halves)."""
+    m = np.asarray(master, np.float32).reshape(-1)
+    m = m + F32(a) * zo_z(gen, m.size, dist)
+    return m, R(m)
+
+
+def zo_mom_acc(v, gen, mu, a, dist, v32: bool) -> np.ndarray:
+    """tt_zo_mom_acc_f16_v32 (v32, float state) / tt_zo_mom_acc_f16 (half state):
+    mu*v + a*z, stored as float or rounded to half."""
+    vf = np.asarray(v, np.float32).reshape(-1) if v32 else H(v).reshape(-1)
+    out = F32(mu) * vf + F32(a) * zo_z(gen, vf.size, dist)
+    return out if v32 else R(out)
+
+
+def zo_mom_upd(master, v, a, v32: bool):
+    """tt_zo_mom_upd_f16_v32 / _f16: (master + a*v, its halves)."""
+    vf = np.asarray(v, np.float32).reshape(-1) if v32 else H(v).reshape(-1)
+    m = np.asarray(master, np.float32).reshape(-1) + F32(a) * vf
+    return m, R(m)

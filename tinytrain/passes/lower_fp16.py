@@ -23,6 +23,14 @@ Numerics (binary16 storage, fp32 arithmetic):
     the same operations in the same order (the cosine schedule uses a fixed polynomial whose
     float32 coefficients both print from ``COS_PI_COEFFS``).
 
+Zeroth order (``algo="zo"``, SPSA, docs/fp16.md section 5): the perturbed half is computed
+from the fp32 master, w16 = half(master + eps z) (one rounding); the restore is
+w16 = half(master), exact because the master is unchanged; the update is the fp32 zo update
+applied to the master (sgd: master += -lr coef z; momentum: v = mu v + coef z,
+master += -lr v), then w16 = half(master). z is regenerated from (seed, step, k) by the
+kernels, as the fp32 zo draws it. Only forward passes and the loss run, so the arena is the
+inference arena; ``Fp16Program.zo`` holds the call lists (``ZoSpec``).
+
 Memory: the tensor table gives every tensor its storage dtype, so ``plan_arena`` sizes the
 sections in fp16 bytes. Reshape stays a view; where the planner lets a gradient share bytes
 with the gradient it is copied from (Add / Reshape backward), the call becomes a "view": no C
@@ -110,6 +118,10 @@ class Sym:
 
 
 LR, LOSS_OUT = Sym("lr"), Sym("loss")
+# zo: "z" (&z, the generator of direction k, seeded with (seed, stream_id(step, k)) by the
+# enclosing C function), "a" (the coefficient of the call list), "mu" (momentum decay: the
+# momentum for the first direction of a step, 1 for the others)
+ZSTATE, COEF, MU = Sym("z"), Sym("a"), Sym("mu")
 CONV_FIELDS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "k_h", "k_w", "stride_h",
                "stride_w", "pad_top", "pad_left", "groups")
 POOL_FIELDS = ("c", "in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w",
@@ -130,6 +142,29 @@ class Call:
     node: str
     accumulate: bool = False
     wrt: int | None = None
+
+
+@dataclass(frozen=True)
+class ZoSpec:
+    """The fp16 SPSA step (docs/fp16.md section 5). Per sample and direction k:
+    perturb (a = +eps), loss, perturb (a = -eps), loss, restore; dsum[k] += L+ - L-. Every
+    `batch` samples, per k: coef = (d / denom) / n_f (spsa) or sign(d) / n_f (sign);
+    sgd: update with a = -lr coef; momentum: mom_acc with mu, a = coef; then (momentum)
+    apply with a = -lr. The call lists use the symbols ZSTATE, COEF, MU."""
+    n: int
+    seed: int
+    dist: int                      # 0 rademacher, 1 gaussian (TT_ZO_RADEMACHER / TT_ZO_GAUSS)
+    sign: bool
+    eps: np.float32
+    denom: np.float32              # 2 eps batch, as the fp32 zo's (2.0f * eps * (float)batch)
+    n_f: np.float32
+    momentum: np.float32 | None
+    params: tuple[str, ...]        # the perturbed parameters, draw order
+    perturb: tuple[Call, ...]
+    restore: tuple[Call, ...]
+    update: tuple[Call, ...]       # sgd: tt_zo_update_f16; momentum: tt_zo_mom_acc_f16[_v32]
+    apply: tuple[Call, ...]        # momentum: tt_zo_mom_upd_f16[_v32]; sgd: ()
+    loss: Call                     # the loss kernel without gradient
 
 
 @dataclass(frozen=True)
@@ -154,14 +189,17 @@ class Fp16Program:
     inv_scale: np.float32               # 1 / loss_scale
     fp16_state: bool
     plan: MemoryPlan = field(default=None, compare=False)
+    zo: ZoSpec | None = None            # algo zo: the SPSA step (no sample / update calls)
 
     @property
     def training(self) -> bool:
-        return bool(self.sample_calls)
+        return bool(self.sample_calls) or self.zo is not None
 
     @property
     def train_steps(self) -> tuple[Call, ...]:
         """The per-sample call list (what plan_arena plans)."""
+        if self.zo is not None:
+            return self.forward_calls + (self.zo.loss,)
         return self.forward_calls + self.sample_calls
 
 
@@ -334,10 +372,11 @@ def _unsupported(s) -> ExportError:
 
 def check_fp16_config(cfg) -> None:
     """Refuse, with what is supported, every option the fp16 path does not implement."""
-    if cfg.algo != "bp" or cfg.hybrid_bp_layers:
-        raise ConfigError(f"fp16 training supports backpropagation (algo 'bp') only, not "
-                          f"{cfg.algo!r}{' with hybrid_bp_layers' if cfg.hybrid_bp_layers else ''}"
-                          "; use precision fp32 for zo / jvp")
+    if cfg.algo not in ("bp", "zo") or cfg.hybrid_bp_layers:
+        raise ConfigError(f"fp16 training supports backpropagation (algo 'bp') and zeroth order "
+                          f"(algo 'zo'), not {cfg.algo!r}"
+                          f"{' with hybrid_bp_layers' if cfg.hybrid_bp_layers else ''}"
+                          "; use precision fp32 for jvp and the zo + backprop hybrid")
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"fp16 training supports the optimizers {' and '.join(OPTIMIZERS)} "
                           f"(momentum state fp32, or half with fp16_state), not "
@@ -381,12 +420,16 @@ def lower_fp16(program: TrainingProgram, cfg=None) -> Fp16Program:
     check_fp16_config(cfg)
     check_fp16_config(program.config)
     loss_scale, use_master, fp16_state = fp16_options(cfg)
+    zo = program.config.algo == "zo"
+    if zo and not use_master:
+        raise ConfigError("fp16 zo needs the fp32 master weights (master_weights=True): the "
+                          "perturbation is computed from them, so the restore is exact")
     if program.fused:   # fused SGD updates the halves inside the backward pass: no master
         program = build_training_program(program.graph, replace(program.config,
                                                                 fuse_update=False))
     src = program.tensors
     graph = program.graph
-    training = any(s.kind == "loss" and len(s.outputs) > 1 for s in program.train_steps)
+    training = zo or any(s.kind == "loss" and len(s.outputs) > 1 for s in program.train_steps)
     mom = program.config.optimizer == "momentum"
 
     # ---- tensor table: storage dtypes; opt_state f32 tensors first, then f16 ones
@@ -404,7 +447,8 @@ def lower_fp16(program: TrainingProgram, cfg=None) -> Fp16Program:
     tensors[x16] = src[program.input].with_(name=x16, dtype="f16", role=TensorRole.ACTIVATION)
     masters: dict[str, str] = {}
     states: dict[str, str] = {}
-    upd_params = [s.inputs[0] for s in program.update_steps]
+    upd_params = (list(program.fg_params) if zo
+                  else [s.inputs[0] for s in program.update_steps])
     for p in upd_params:
         if use_master:
             masters[p] = p + MASTER
@@ -434,7 +478,10 @@ def lower_fp16(program: TrainingProgram, cfg=None) -> Fp16Program:
     batch = int(program.config.batch)
     grad_scale = F32(F32(loss_scale) / F32(batch))
     inv_scale = F32(1.0 / loss_scale)
-    if training:
+    zspec = None
+    if zo:
+        zspec = _zo_spec(program, src, masters, states, fp16_state)
+    elif training:
         rest = program.train_steps[len(program.forward_steps):]
         ls = rest[0]
         logits, label = ls.inputs
@@ -468,8 +515,9 @@ def lower_fp16(program: TrainingProgram, cfg=None) -> Fp16Program:
     for name, t in src.items():
         if t.role is TensorRole.CONST:
             init[name] = _halves(name, graph.initializers[name])
+    planned = forward + ([zspec.loss] if zspec is not None else sample)
     plan = plan_arena(_PlanInput(tensors, program.trainable, program.input, program.label,
-                                 program.loss, tuple(forward + sample)))
+                                 program.loss, tuple(planned)))
 
     def resolve(c: Call) -> Call:
         """Copies between tensors the planner gave the same bytes are views."""
@@ -490,4 +538,42 @@ def lower_fp16(program: TrainingProgram, cfg=None) -> Fp16Program:
         params=tuple(graph.params), input=program.input, input16=x16, label=program.label,
         loss=program.loss, logits=program.logits, masters=masters, init=init,
         loss_scale=loss_scale, grad_scale=grad_scale, inv_scale=inv_scale,
-        fp16_state=fp16_state, plan=plan)
+        fp16_state=fp16_state, plan=plan, zo=zspec)
+
+
+def _zo_spec(program: TrainingProgram, src, masters, states, fp16_state) -> ZoSpec:
+    """The fp16 SPSA call lists over program.fg_params (export order = draw order)."""
+    cfg = program.config
+    dist = {"rademacher": 0, "gaussian": 1}[cfg.zo_dist]
+    mom = cfg.optimizer == "momentum"
+    perturb, restore, update, apply = [], [], [], []
+    for p in program.fg_params:
+        n, m = _n(src[p].shape), masters[p]
+        perturb.append(Call("zo", "Perturb", "tt_zo_perturb_f16",
+                            (Ref(m), Ref(p), n, ZSTATE, COEF, dist), (m,), (p,), p))
+        restore.append(Call("zo", "Restore", "tt_f32_to_f16_n", (Ref(m), Ref(p), n), (m,),
+                            (p,), p))
+        if mom:
+            v = states[p]
+            sfx = "" if fp16_state else "_v32"
+            update.append(Call("zo", "Momentum", "tt_zo_mom_acc_f16" + sfx,
+                               (Ref(v), n, ZSTATE, MU, COEF, dist), (v,), (v,), p))
+            apply.append(Call("update", "momentum", "tt_zo_mom_upd_f16" + sfx,
+                              (Ref(m), Ref(p), Ref(v), n, COEF), (m, v), (m, p), p))
+        else:
+            update.append(Call("update", "sgd", "tt_zo_update_f16",
+                               (Ref(m), Ref(p), n, ZSTATE, COEF, dist), (m,), (m, p), p))
+    logits, label = program.logits, program.label
+    rows, cols = src[logits].shape
+    loss_op = next(s.op for s in program.train_steps if s.kind == "loss")
+    loss = Call("loss", loss_op, "tt_softmax_xent_f16",
+                (Ref(logits), Ref(label), rows, cols, F32(1.0), LOSS_OUT, None),
+                (logits, label), (program.loss,), loss_op)
+    eps = F32(cfg.zo_eps)
+    return ZoSpec(n=int(cfg.perturbations), seed=int(cfg.seed), dist=dist,
+                  sign=cfg.zo_estimator == "sign", eps=eps,
+                  denom=F32(F32(F32(2.0) * eps) * F32(int(cfg.batch))),
+                  n_f=F32(int(cfg.perturbations)),
+                  momentum=F32(cfg.momentum) if mom else None,
+                  params=tuple(program.fg_params), perturb=tuple(perturb),
+                  restore=tuple(restore), update=tuple(update), apply=tuple(apply), loss=loss)
