@@ -82,20 +82,25 @@ class EmitCtx:
         return name
 
 
-def _step_comment(s, ctx) -> str:
+def placement_note(outputs, plan) -> str:
+    """'name -> arena[a:b]' for each output in the arena (the generated code's comments)."""
     outs = []
-    for o in s.outputs:
-        pl = ctx.plan.placements.get(o)
+    for o in outputs:
+        pl = plan.placements.get(o)
         if pl is not None and pl.section == "arena":
             outs.append(f"{o} -> arena[{pl.offset}:{pl.offset + pl.nbytes}]")
         else:
             outs.append(o)
+    return ", ".join(outs)
+
+
+def _step_comment(s, ctx) -> str:
     what = {"fwd": "forward", "vjp": f"backward wrt input {s.wrt}", "loss": "loss",
             "update": "update", "scale": "gradient x -lr, fused SGD",
             "tangent": "parameter tangent, drawn", "loss_jvp": "loss and dL.v",
             "jvp": "tangent" + (f", draws the tangent of input(s) {list(s.generated)}"
                                 if s.generated else "")}[s.kind]
-    return f"{s.node} ({s.op}, {what}): {', '.join(outs)}".replace("*/", "* /")
+    return f"{s.node} ({s.op}, {what}): {placement_note(s.outputs, ctx.plan)}".replace("*/", "* /")
 
 
 def loss_op_of(program) -> str:

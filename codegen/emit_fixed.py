@@ -15,11 +15,14 @@ import numpy as np
 from .. import __version__
 from ..errors import ExportError
 from ..ir import TensorRole
+from ..ops.geometry import CONV_FIELDS, POOL_FIELDS
 from .cfloat import c_float
-from .emit import (MANIFEST, RUNTIME, EmitResult, prepare_out_dir, render, write_project)
+from .emit import (MANIFEST, RUNTIME, EmitResult, placement_note, prepare_out_dir, render,
+                   write_project)
 from .names import CNames
 
-CTYPE = {"i8": "int8_t", "i16": "int16_t", "i32": "int32_t", "i64": "int64_t", "f32": "float"}
+CTYPE = {"i8": "int8_t", "i16": "int16_t", "i32": "int32_t", "i64": "int64_t", "f32": "float",
+         "u8": "uint8_t"}
 SUF = {8: "_q8", 16: "_q16"}
 SECTION = {"params_rw": "tt_params_rw", "arena": "tt_arena", "grads": "tt_grads",
            "opt_state": "tt_opt_state"}
@@ -83,14 +86,10 @@ class _CEmit:
         return self.const(name, f"static const {ctype} {name} = {{ {', '.join(map(str, fields))} }};")
 
     def conv(self, node, p) -> str:
-        keys = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "k_h", "k_w", "stride_h",
-                "stride_w", "pad_top", "pad_left", "groups")
-        return self.struct("tt_conv2d_params", "conv_" + node, [p[k] for k in keys])
+        return self.struct("tt_conv2d_params", "conv_" + node, [p[k] for k in CONV_FIELDS])
 
     def pool(self, node, p) -> str:
-        keys = ("c", "in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w",
-                "pad_top", "pad_left", "count_include_pad")
-        return self.struct("tt_pool2d_params", "pool_" + node, [p[k] for k in keys])
+        return self.struct("tt_pool2d_params", "pool_" + node, [p[k] for k in POOL_FIELDS])
 
     def bcast(self, node, a) -> str:
         return self.struct("tt_bcast4", "bcast_" + node,
@@ -170,6 +169,10 @@ class _CEmit:
             T.append(("try", f"tt_{fn}{sfx}(&{self.conv(c.node, a['conv'])}, {ins[0]}, {ins[1]}, {out}, 0)"))
         elif fn == "relu_bwd_x":
             T.append(("try", f"tt_relu_bwd_x{sfx}({ins[0]}, {ins[1]}, {out}, {a['n']})"))
+        elif fn == "relu_mask_pack":
+            T.append(("try", f"tt_relu_mask_pack{sfx}({ins[0]}, {out}, {a['n']})"))
+        elif fn == "relu_bwd_x_mask":
+            T.append(("try", f"tt_relu_bwd_x_mask{sfx}({ins[0]}, {ins[1]}, {out}, {a['n']})"))
         elif fn == "maxpool2d_bwd_x":
             T.append(("try", f"tt_maxpool2d_bwd_x{sfx}(&{self.pool(c.node, a['pool'])}, {ins[0]}, "
                              f"{ins[1]}, {out}, 0, {self.sat(a)})"))
@@ -241,14 +244,7 @@ class _CEmit:
 
 
 def _comment(c, plan) -> str:
-    outs = []
-    for o in c.outputs:
-        pl = plan.placements.get(o)
-        if pl is not None and pl.section == "arena":
-            outs.append(f"{o} -> arena[{pl.offset}:{pl.offset + pl.nbytes}]")
-        else:
-            outs.append(o)
-    return f"{c.node} ({c.fn}): {', '.join(outs)}".replace("*/", "* /")
+    return f"{c.node} ({c.fn}): {placement_note(c.outputs, plan)}".replace("*/", "* /")
 
 
 def _readme_fg(fp):

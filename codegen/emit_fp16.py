@@ -18,8 +18,8 @@ from ..errors import ExportError
 from ..passes.lower_fp16 import (COEF, COS_PI_COEFFS, LOSS_OUT, LR, MU, PI_F32, ZSTATE, Call,
                                  Fp16Program, Ref, Struct, Sym, lower_fp16)
 from .cfloat import c_float
-from .emit import (MANIFEST, EmitCtx, EmitResult, _runtime_files, prepare_out_dir, render,
-                   write_project)
+from .emit import (MANIFEST, EmitCtx, EmitResult, _runtime_files, placement_note, prepare_out_dir,
+                   render, write_project)
 from .names import CNames
 
 TEMPLATES = {"tt_model.h": "tt_model.h.j2", "tt_model.c": "tt_model_fp16.c.j2",
@@ -80,13 +80,6 @@ def _opt_state_layout(lp: Fp16Program) -> dict:
 
 
 def _comment(c: Call, plan) -> str:
-    outs = []
-    for o in c.outputs:
-        pl = plan.placements.get(o)
-        if pl is not None and pl.section == "arena":
-            outs.append(f"{o} -> arena[{pl.offset}:{pl.offset + pl.nbytes}]")
-        else:
-            outs.append(o)
     what = {"cast": "input float -> half", "fwd": "forward", "loss": "loss",
             "vjp": f"backward wrt input {c.wrt}", "update": f"{c.op} update",
             "zo": f"zo {c.op.lower()}"}[c.kind]
@@ -94,7 +87,7 @@ def _comment(c: Call, plan) -> str:
         what += ", a view: same bytes, nothing to do"
     elif c.accumulate:
         what += ", accumulating"
-    return f"{c.node} ({c.op}, {what}): {', '.join(outs)}".replace("*/", "* /")
+    return f"{c.node} ({c.op}, {what}): {placement_note(c.outputs, plan)}".replace("*/", "* /")
 
 
 class _Printer:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import replace
 from math import prod
 
+from ..ops.geometry import (CONV_FIELDS, POOL_FIELDS, bcast4, conv_geometry, pool_geometry,
+                             spatial)
 from .cfloat import c_float
 
 
@@ -19,87 +21,17 @@ def _acc(step) -> str:
     return "1" if step.accumulate else "0"
 
 
-def _spatial(shape):
-    """[1, C, H, W] or [1, C, L] -> (C, H, W) with H = 1 for 1-D."""
-    if len(shape) == 4:
-        return shape[1], shape[2], shape[3]
-    if len(shape) == 3:
-        return shape[1], 1, shape[2]
-    raise ValueError(f"expected a 3-D or 4-D activation, got {shape}")
-
-
-def _pads(attrs, rank):
-    pads = tuple(attrs.get("pads", (0,) * (2 * rank)))
-    return (pads[0], pads[1]) if rank == 2 else (0, pads[0])
+_spatial = spatial
 
 
 def _conv_params(ctx, step, x, w, y):
-    c, h, wd = _spatial(ctx.shape(x))
-    oc, oh, ow = _spatial(ctx.shape(y))
-    ws = ctx.shape(w)
-    rank = len(ws) - 2
-    kh, kw = (ws[2], ws[3]) if rank == 2 else (1, ws[2])
-    st = tuple(step.attrs.get("strides", (1,) * rank))
-    sh, sw = (st[0], st[1]) if rank == 2 else (1, st[0])
-    pt, pl = _pads(step.attrs, rank)
-    g = int(step.attrs.get("group", 1))
-    return ctx.const_struct("tt_conv2d_params", "conv_" + step.node,
-                            [c, h, wd, oc, oh, ow, kh, kw, sh, sw, pt, pl, g])
+    p = conv_geometry(step.attrs, ctx.shape(x), ctx.shape(w), ctx.shape(y))
+    return ctx.const_struct("tt_conv2d_params", "conv_" + step.node, [p[k] for k in CONV_FIELDS])
 
 
 def _pool_params(ctx, step, x, y):
-    c, h, wd = _spatial(ctx.shape(x))
-    _, oh, ow = _spatial(ctx.shape(y))
-    ks = tuple(step.attrs["kernel_shape"])
-    rank = len(ks)
-    kh, kw = (ks[0], ks[1]) if rank == 2 else (1, ks[0])
-    st = tuple(step.attrs.get("strides", (1,) * rank))
-    sh, sw = (st[0], st[1]) if rank == 2 else (1, st[0])
-    pt, pl = _pads(step.attrs, rank)
-    cip = int(step.attrs.get("count_include_pad", 0))
-    if cip and int(step.attrs.get("ceil_mode", 0)):
-        # The kernel divides by kh*kw whenever count_include_pad is set; ONNX excludes the
-        # cells a ceil_mode window adds beyond the end padding. Refuse rather than differ.
-        from ..errors import ExportError
-        raise ExportError(f"node {step.node!r} (AveragePool): count_include_pad=1 together with "
-                          "ceil_mode=1 is not supported by the C kernels; export the model with "
-                          "ceil_mode=0 or count_include_pad=0")
-    return ctx.const_struct("tt_pool2d_params", "pool_" + step.node,
-                            [c, h, wd, oh, ow, kh, kw, sh, sw, pt, pl, cip])
-
-
-def bcast4(node, sa, sb, ys):
-    """4-D broadcast descriptor (dims, a strides, b strides) for numpy broadcasting of shapes
-    sa and sb to ys. Adjacent dimensions with the same broadcast pattern are merged first, so
-    e.g. a [C,1,1,1] scale over a 5-D tensor still fits the kernel's four dimensions."""
-    ys = list(ys)
-    r = len(ys)
-    sa = [1] * (r - len(sa)) + list(sa)
-    sb = [1] * (r - len(sb)) + list(sb)
-    dims = []  # (size, a broadcast?, b broadcast?)
-    for n, da, db in zip(ys, sa, sb):
-        if n == 1:
-            continue
-        pat = (da == 1, db == 1)
-        if dims and (dims[-1][1], dims[-1][2]) == pat:
-            dims[-1] = (dims[-1][0] * n, *pat)
-        else:
-            dims.append((n, *pat))
-    if len(dims) > 4:
-        from ..errors import ExportError
-        raise ExportError(f"node {node!r}: broadcasting {tuple(sa)} with {tuple(sb)} needs "
-                          f"{len(dims)} independent dimensions; the C kernels support 4")
-    dims = [(1, False, False)] * (4 - len(dims)) + dims
-
-    def strides(which):
-        st, acc = [0] * 4, 1
-        for i in range(3, -1, -1):
-            n, ba, bb = dims[i]
-            st[i] = 0 if (ba, bb)[which] and n != 1 else acc
-            if not (ba, bb)[which]:
-                acc *= n
-        return st
-    return [d[0] for d in dims], strides(0), strides(1)
+    p = pool_geometry(step.node, step.attrs, ctx.shape(x), ctx.shape(y))
+    return ctx.const_struct("tt_pool2d_params", "pool_" + step.node, [p[k] for k in POOL_FIELDS])
 
 
 def _bcast(ctx, step, a, b, y):

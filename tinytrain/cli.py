@@ -266,7 +266,8 @@ def cmd_export(args):
         kw["calibration"] = load_npz(args.calibration)["x_train"]
         kw["quant"] = QuantConfig(bits=int(args.precision[3:]), calibration=args.calib_method,
                                   percentile=args.percentile, per_channel=not args.per_tensor,
-                                  rounding=args.rounding, zo_weight_bits=args.zo_weight_bits)
+                                  rounding=args.rounding, zo_weight_bits=args.zo_weight_bits,
+                                  relu_mask=args.relu_mask)
     res, program, plan = export(args.model, args.output, cfg, precision=args.precision,
                                 algo=args.algo, **kw)
     con.print(f"wrote {len(res.files)} files to {res.out_dir}/ "
@@ -300,6 +301,24 @@ def precision_table(model, cfg, precision, plan):
 
 
 # ------------------------------------------------------------------------------- simulate
+def saturation_table(model):
+    """Fixed-point runs: how often each tensor was clamped to its storage range."""
+    from rich.table import Table
+    sat = model.saturations
+    t = Table(title=f"saturations ({model.manifest['precision']}): values clamped to their "
+                    "storage range", title_justify="left")
+    t.add_column("site")
+    t.add_column("count", justify="right")
+    rows = sorted(((n, c) for n, c in sat.items() if c), key=lambda r: -r[1])
+    for n, c in rows[:12]:
+        t.add_row(n, f"{c:,}")
+    if not rows:
+        t.add_row("[dim]none[/dim]", "0")
+    elif len(rows) > 12:
+        t.add_row(f"[dim]... {len(rows) - 12} more sites[/dim]", "")
+    return t
+
+
 def cmd_simulate(args):
     from rich.progress import Progress
     from rich.table import Table
@@ -328,6 +347,8 @@ def cmd_simulate(args):
     plot = args.plot or str(Path(args.project) / "loss_curve.png")
     plot_history(h, plot, f"{Path(args.project).name} (host C)")
     con.print(f"loss curve: {plot}")
+    if model.manifest.get("precision") in ("int8", "int16"):
+        con.print(saturation_table(model))
     if args.checkpoint:
         model.save_checkpoint(args.checkpoint)
         con.print(f"checkpoint: {args.checkpoint}")
@@ -398,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 with --algo zo: bits of the perturbed weights; 16 = the 16w8a "
                         "format (int16 weights, int8 activations; default), 8 = 8w8a (updates "
                         "below one LSB; warned about)")
+    s.add_argument("--relu-mask", action="store_true",
+                   help="int8/int16: keep a ReLU output for the backward pass as 1 bit per "
+                        "element where nothing else needs it (exact; e.g. DS-CNN bias training: "
+                        "arena 14.8 KB -> 11.3 KB)")
     s.add_argument("--rounding", default="stochastic", choices=["stochastic", "nearest"],
                    help="int8/int16: rounding of the integer weight updates (stochastic is "
                         "unbiased: updates below one LSB still happen on average)")

@@ -12,7 +12,8 @@ from .numerics import qkernels as qk
 from .numerics.prng import Pcg32, stream_id
 from .passes.lower_fixed import UPDATE_STREAM
 
-_NP = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64, "f32": np.float32}
+_NP = {"i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64, "f32": np.float32,
+       "u8": np.uint8}
 LOSS_SCALE = np.float32(1.0 / (1 << 24))
 
 
@@ -119,6 +120,10 @@ class FixedTrainer:
                 out = qk.conv2d_bwd_w(a["conv"], ins[0], ins[1], bits=bits)
             elif fn == "relu_bwd_x":
                 out = qk.relu_bwd_x(ins[0], ins[1])
+            elif fn == "relu_mask_pack":
+                out = qk.relu_mask_pack(ins[0])
+            elif fn == "relu_bwd_x_mask":
+                out = qk.relu_bwd_x_mask(ins[0], ins[1])
             elif fn == "maxpool2d_bwd_x":
                 out, n = qk.maxpool2d_bwd_x(a["pool"], ins[0], ins[1], bits=bits)
                 sat[a["sat"]] += n

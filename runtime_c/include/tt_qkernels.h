@@ -278,7 +278,8 @@ tt_status tt_zo_update_q8(int8_t *w, int n, tt_prng *zrng, int dist, int64_t c, 
 tt_status tt_zo_update_q16(int16_t *w, int n, tt_prng *zrng, int dist, int64_t c,
                            int frac_bits, int rounding, tt_prng *rrng, int32_t lo, int32_t hi,
                            uint32_t *sat);
-/* the same for int32 / int64 biases (lo, hi in the storage type) */
+/* the same for int32 / int64 biases (lo, hi in the storage type; |eps| up to 2^24 for _q32
+ * and 2^30 for _q64: a bias LSB is s_x * s_w, so its perturbation steps are large) */
 tt_status tt_zo_perturb_q32(const int32_t *w, int32_t *w_out, int n, tt_prng *rng, int32_t eps,
                             int dist, uint32_t *sat);
 tt_status tt_zo_perturb_q64(const int64_t *w, int64_t *w_out, int n, tt_prng *rng, int32_t eps,

@@ -109,6 +109,7 @@ static int64_t tt_q_add64(int64_t w, int64_t t)
 #define TT_Q_TEMPLATE_PASS
 #define TQ_BOUND int32_t
 #define TQ_CLAMP tt_clamp_count
+#define TQ_EPS_MAX 65535
 
 #define TQ int8_t
 #define TQ_SUF _q8
@@ -132,6 +133,8 @@ static int64_t tt_q_add64(int64_t w, int64_t t)
 
 /* int32 / int64 biases of fixed-point layers (the _q8 model's, and the int64 ones of int16
    and w16a8 layers) */
+#undef TQ_EPS_MAX
+#define TQ_EPS_MAX (1 << 24) /* int32 biases: a bias LSB is tiny, steps are large */
 #define TQ int32_t
 #define TQ_SUF _q32
 #define TQ_MIN INT32_MIN
@@ -150,6 +153,8 @@ static int64_t tt_q_add64(int64_t w, int64_t t)
 #define TQ_MAX INT64_MAX
 #define TQ_BOUND int64_t
 #define TQ_CLAMP clamp_count64
+#undef TQ_EPS_MAX
+#define TQ_EPS_MAX (1 << 30)
 #include "tt_perturb_q.c"
 
 #else /* ======================================================== template body */
@@ -159,8 +164,8 @@ tt_status TT_Q(tt_zo_perturb)(const TQ *w, TQ *w_out, int n, tt_prng *rng, int32
 {
     uint32_t dummy = 0, word = 0U;
     int i, left = 0;
-    if (n < 0 || (n > 0 && (w == NULL || w_out == NULL)) || rng == NULL || eps < -65535 ||
-        eps > 65535 || (dist != TT_ZO_RADEMACHER && dist != TT_ZO_GAUSS)) {
+    if (n < 0 || (n > 0 && (w == NULL || w_out == NULL)) || rng == NULL || eps < -TQ_EPS_MAX ||
+        eps > TQ_EPS_MAX || (dist != TT_ZO_RADEMACHER && dist != TT_ZO_GAUSS)) {
         return TT_ERR_ARG;
     }
     if (sat == NULL) {

@@ -20,9 +20,9 @@ class TensorRole(enum.Enum):
 
 
 # Storage formats a tensor can have. Arithmetic format is derived from it by each pass.
-DTYPES = ("f32", "f16", "i8", "i16", "i32", "i64")
+DTYPES = ("f32", "f16", "i8", "i16", "i32", "i64", "u8")
 _NP = {"f32": np.float32, "f16": np.float16, "i8": np.int8, "i16": np.int16, "i32": np.int32,
-       "i64": np.int64}
+       "i64": np.int64, "u8": np.uint8}
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import ConfigError, ExportError
 from ..ir import Tensor, TensorRole
 from ..numerics import fixed as fx
+from ..ops.geometry import bcast4, conv_geometry, pool_geometry, spatial
 from .quantize import (QuantConfig, activation_scale, calibrate, quantize_values, relu_only,
                        weight_scales)
 from .training import GRAD, TrainConfig, build_training_program
@@ -124,44 +125,12 @@ def _mantissa(real: float) -> tuple[int, int]:
     return mult, e
 
 
-def spatial(shape):
-    if len(shape) == 4:
-        return shape[1], shape[2], shape[3]
-    if len(shape) == 3:
-        return shape[1], 1, shape[2]
-    raise ExportError(f"expected a 3-D or 4-D activation, got shape {shape}")
-
-
 def conv_params(node, xs, ws, ys) -> dict:
-    c, h, wd = spatial(xs)
-    oc, oh, ow = spatial(ys)
-    rank = len(ws) - 2
-    kh, kw = (ws[2], ws[3]) if rank == 2 else (1, ws[2])
-    st = tuple(node.attrs.get("strides", (1,) * rank))
-    sh, sw = (st[0], st[1]) if rank == 2 else (1, st[0])
-    pads = tuple(node.attrs.get("pads", (0,) * (2 * rank)))
-    pt, pl = (pads[0], pads[1]) if rank == 2 else (0, pads[0])
-    return dict(in_c=c, in_h=h, in_w=wd, out_c=oc, out_h=oh, out_w=ow, k_h=kh, k_w=kw,
-                stride_h=sh, stride_w=sw, pad_top=pt, pad_left=pl,
-                groups=int(node.attrs.get("group", 1)))
+    return conv_geometry(node.attrs, xs, ws, ys)
 
 
 def pool_params(node, xs, ys) -> dict:
-    c, h, wd = spatial(xs)
-    _, oh, ow = spatial(ys)
-    ks = tuple(node.attrs["kernel_shape"])
-    rank = len(ks)
-    kh, kw = (ks[0], ks[1]) if rank == 2 else (1, ks[0])
-    st = tuple(node.attrs.get("strides", (1,) * rank))
-    sh, sw = (st[0], st[1]) if rank == 2 else (1, st[0])
-    pads = tuple(node.attrs.get("pads", (0,) * (2 * rank)))
-    pt, pl = (pads[0], pads[1]) if rank == 2 else (0, pads[0])
-    cip = int(node.attrs.get("count_include_pad", 0))
-    if cip and int(node.attrs.get("ceil_mode", 0)):
-        raise ExportError(f"node {node.name!r} (AveragePool): count_include_pad=1 together with "
-                          "ceil_mode=1 is not supported by the C kernels")
-    return dict(c=c, in_h=h, in_w=wd, out_h=oh, out_w=ow, k_h=kh, k_w=kw, stride_h=sh,
-                stride_w=sw, pad_top=pt, pad_left=pl, count_include_pad=cip)
+    return pool_geometry(node.name, node.attrs, xs, ys)
 
 
 def check_fixed_config(cfg: TrainConfig, trainable):
@@ -221,6 +190,7 @@ class _Lowering:
         self.initial: dict[str, np.ndarray] = {}
         self.calls: list[QCall] = []
         self.warnings: list[str] = []
+        self.masks: dict[str, str] = {}       # ReLU output -> its 1-bit mask (--relu-mask)
         self.trainable = set(program.trainable)
         self.zo = cfg.algo == "zo"
         # activations computed from a trainable parameter: their ranges move during training
@@ -322,6 +292,15 @@ class _Lowering:
         h = self.q.act_headroom()
         return max(h, self.q.logits_headroom) if tensor in self.g.outputs else h
 
+    def mask_relu(self, node) -> bool:
+        """--relu-mask: the ReLU's output is read by the backward pass only through its own
+        VJP (y > 0), so a packed bit per element replaces it there."""
+        if not self.q.relu_mask:
+            return False
+        y = node.outputs[0]
+        readers = [s for s in self.p.train_steps if s.kind == "vjp" and y in s.inputs[1:]]
+        return bool(readers) and all(s.node == node.name and s.op == "Relu" for s in readers)
+
     def wbits(self, node) -> int:
         """Weight bits of a layer: 16 for a zo-trained layer of an int8 model in the 16w8a
         format, else the model's bits."""
@@ -391,6 +370,10 @@ class _Lowering:
                 if op == "Relu":
                     self.emit("relu_fwd", (x,), (y,), n.name, {"n": self.tensors[y].size},
                               kind="fwd", op="Relu")
+                    if self.mask_relu(n):
+                        size = self.tensors[y].size
+                        self.masks[y] = self.add(y + "__mask", ((size + 7) // 8,), "u8")
+                        self.emit("relu_mask_pack", (y,), (self.masks[y],), n.name, {"n": size})
                 elif op == "Reshape":
                     self.emit("copy", (x,), (y,), n.name, {"n": self.tensors[y].size},
                               kind="fwd", op="Reshape")
@@ -411,7 +394,6 @@ class _Lowering:
                                           "supported")
                 self.set_scale(y, self.act_scale_of(y))
                 self.act(y)
-                from ..codegen.kernels import bcast4
                 dims, sa, sb = bcast4(n.name, self.shape(n.inputs[0]), self.shape(n.inputs[1]),
                                       self.shape(y))
                 ap = fx.tflite_add_params(self.a_scale(a), self.a_scale(b), self.a_scale(y), bits)
@@ -550,8 +532,17 @@ class _Lowering:
                     f"({t.dtype}, scale {s:.3g}{', per unit of z' if zsd > 1 else ''}); it would "
                     f"round to zero, 1 LSB is used (a real perturbation of {s * zsd:.3g})")
                 eps = 1
-            eps = min(eps, 32767)
             qmax = (1 << (wb - 1)) - 1
+            # the kernels take |eps| <= 65535 (8/16-bit), 2^24 (int32), 2^30 (int64) and the
+            # C passes -2 eps; wide biases also keep their guard band within a quarter range
+            cap = {8: 32767, 16: 32767, 32: 1 << 23, 64: 1 << 29}[wb]
+            if wb > 16:
+                cap = min(cap, (qmax // 4) // zmax)
+            if eps > cap:
+                self.warnings.append(
+                    f"zo: eps {cfg.zo_eps:g} is {eps} LSB of {name!r} ({t.dtype}); capped at "
+                    f"{cap} (a real perturbation of {cap * s * zsd:.3g})")
+                eps = cap
             guard = eps * zmax
             if wb <= 16 and guard > qmax // 4:
                 raise ConfigError(f"zo: the perturbation of {name!r} ({eps} LSB x {zmax}) takes "
@@ -653,8 +644,14 @@ class _Lowering:
                 self.to_grad(n.name, acc, dst, float(sw[0]), (ey,))
             elif s.op == "Relu":
                 y = saved[-1]
-                self.emit("relu_bwd_x", (gy, self.alias.get(y, y)), (dst,), n.name, {"n": size},
-                          exp=(self.evar(dst), (ey,), 0, False), kind="vjp", op="Relu")
+                if y in self.masks:
+                    self.emit("relu_bwd_x_mask", (gy, self.masks[y]), (dst,), n.name,
+                              {"n": size}, exp=(self.evar(dst), (ey,), 0, False), kind="vjp",
+                              op="Relu")
+                else:
+                    self.emit("relu_bwd_x", (gy, self.alias.get(y, y)), (dst,), n.name,
+                              {"n": size}, exp=(self.evar(dst), (ey,), 0, False), kind="vjp",
+                              op="Relu")
             elif s.op == "MaxPool":
                 pp = pool_params(n, self.shape(s.fwd_inputs[0]), self.shape(n.outputs[0]))
                 self.emit("maxpool2d_bwd_x", (gy, self.alias.get(saved[0], saved[0])), (dst,),
@@ -682,7 +679,6 @@ class _Lowering:
                               exp=(self.evar(dst), (ey,), 0, False), kind="vjp", op="Add")
                 else:
                     acc = self.add(gx + "__acc", self.shape(gx), acc_dt)
-                    from ..codegen.kernels import bcast4
                     dims, sa, sb = bcast4(n.name, self.shape(s.fwd_inputs[0]),
                                           self.shape(s.fwd_inputs[1]), self.shape(gy))
                     self.emit("add_bwd", (gy,), (acc,), n.name,

@@ -56,6 +56,9 @@ class QuantConfig:
     # (int16 weights, int8 activations, mixed kernels), the default: an 8-bit weight cannot
     # hold a perturbation or an update below one LSB. 8 = 8w8a (warned about).
     zo_weight_bits: int = 16
+    # Keep a ReLU output for the backward pass as a 1-bit mask (y > 0) where nothing else in
+    # the backward pass reads it: exact, 1 bit instead of 8 / 16 per element.
+    relu_mask: bool = False
 
     def __post_init__(self):
         if self.bits not in (8, 16):
