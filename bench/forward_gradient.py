@@ -788,12 +788,10 @@ def fx_write_md(path, scs, tables, secs, quick):
         "stochastic "
         "rounding). Sign-SPSA and n=1 are cheaper per sample but noisier; n=1 SPSA is unstable "
         "on the CNN.",
-        "- int16 zo: the int64 biases of int16 models have scales around 1e-8..1e-9, and "
-        "`lower_fixed.zo_spec` caps the integer step at 32767 LSB, so their real perturbation "
-        "is far below zo_eps (MLP: 4.4e-5 and 9.2e-4 instead of 1e-2) while the SPSA "
-        "coefficient uses that small step: the bias estimates carry the whole loss difference "
-        "divided by a tiny eps. int16 zo trains only with eps 1e-3 (selected) and the bias-only "
-        "run barely trains; no warning is printed. Reported as a toolkit issue, not fixed here.",
+        "- int16 zo: the int64 biases of int16 models have scales around 1e-8..1e-9, so their "
+        "integer perturbation step is millions of LSBs; the kernels take steps up to 2^30 LSB "
+        "for int64 (2^24 for int32) and the real perturbation is zo_eps as for the weights "
+        "(an earlier cap at 32767 LSB made the bias-only int16 run barely train; fixed).",
         "- Memory: zo keeps the inference arena (int8: 96 B vs 176 B for bp on the MLP last:1, "
         "equal on the CNN, whose arena is set by the frozen conv stack) but 16w8a stores the "
         "trainable weights as int16 (params_rw x2), so its RAM total is at or above int8 bp's "

@@ -181,8 +181,9 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
         training = True
         fg = _fg_context(program, ctx)
     if cfg.algo == "zo":
-        zo = {"eps": c_float(cfg.zo_eps)}
-        fg["coef"] = f"d / (2.0f * {zo['eps']} * (float)TT_BATCH) / (float)TT_FG_N"
+        zo = {"eps0": c_float(cfg.zo_eps), "eps": "eps", "halve_every": int(cfg.zo_eps_halve_every),
+              "halvings": int(cfg.zo_eps_halvings)}
+        fg["coef"] = "d / (2.0f * tt_zo_eps_at(ctx->step) * (float)TT_BATCH) / (float)TT_FG_N"
         fg["dsum_doc"] = "sum over the batch of L+ - L-"
         lstep = Step("loss", loss_op_of(program), (program.logits, program.label),
                      (program.loss,), loss_op_of(program))

@@ -311,9 +311,13 @@ def emit_context_fixed(fp, plan, *, model_hash: int, command: str) -> dict:
               "sign": z["sign"], "frac_bits": z["frac_bits"], "sat": z["sat"],
               "loss": f"tt_softmax_xent{ce.sfx}({ce.ptr(lz['logits'])}, label, {lz['rows']}, "
                       f"{lz['cols']}, {lz['x_mult']}, {lz['x_shift']}, lq, NULL)",
+              "halve_every": z["halve_every"], "halvings": z["halvings"],
               "params": [{"ptr": ce.ptr(q["name"]), "sfx": f"_q{q['wbits']}", "size": q["size"],
-                          "eps": q["eps"], "lo": q["lo"], "hi": q["hi"], "mult": q["mult"],
-                          "shift": q["shift"], "sat": q["sat"], "name": q["name"]}
+                          "eps": ce.i32_table("zo_eps_" + q["name"], q["eps"]),
+                          "lo": q["lo"], "hi": q["hi"],
+                          "mult": ce.i32_table("zo_mult_" + q["name"], q["mult"]),
+                          "shift": ce.i32_table("zo_shift_" + q["name"], q["shift"]),
+                          "sat": q["sat"], "name": q["name"]}
                          for q in z["params"]]}
         for q in zo["params"]:
             lim = (1 << 62) if q["sfx"] == "_q64" else None

@@ -81,6 +81,10 @@ def _add_train_options(p):
                    help="random directions averaged per optimizer step (default 1)")
     z.add_argument("--eps", type=float, default=1e-3,
                    help="zo perturbation size: losses are taken at w + eps*z and w - eps*z")
+    z.add_argument("--eps-halve-every", type=int, default=0, metavar="N",
+                   help="zo eps schedule: halve eps every N optimizer steps (0: constant)")
+    z.add_argument("--eps-halvings", type=int, default=4, metavar="H",
+                   help="zo eps schedule: at most H halvings (default 4: eps/16)")
     z.add_argument("--zo-dist", default="rademacher", choices=["rademacher", "gaussian"],
                    help="distribution of the direction z / tangent v (default rademacher, +-1)")
     z.add_argument("--zo-estimator", default="spsa", choices=["spsa", "sign"],
@@ -102,7 +106,8 @@ def _config(args):
                        batch=args.batch, algo=getattr(args, "algo", "bp"),
                        perturbations=args.perturbations, zo_eps=args.eps, zo_dist=args.zo_dist,
                        zo_estimator=args.zo_estimator, seed=args.zo_seed,
-                       hybrid_bp_layers=args.hybrid_bp_layers)
+                       hybrid_bp_layers=args.hybrid_bp_layers,
+                       zo_eps_halve_every=args.eps_halve_every, zo_eps_halvings=args.eps_halvings)
 
 
 def _console():

@@ -170,11 +170,12 @@ class FixedTrainer:
         self._run(fp.forward[:1], env, exps, None)           # quantize the input once
         rr = rrng if self.rounding == qk.ROUND_STOCHASTIC else None
         l0 = 0.0
+        h = min(self.step // z["halve_every"], z["halvings"]) if z["halve_every"] else 0
 
         def apply(k, mul):
             zr = Pcg32(fp.seed, stream_id(self.step, k))
             for p in z["params"]:
-                w, ns = qk.zo_perturb(self.weights[p["name"]], zr, mul * p["eps"], z["dist"],
+                w, ns = qk.zo_perturb(self.weights[p["name"]], zr, mul * p["eps"][h], z["dist"],
                                       bits=p["wbits"])
                 self.weights[p["name"]] = env[p["name"]] = np.asarray(w).reshape(-1)
                 self.sat[p["sat"]] += ns
@@ -200,7 +201,7 @@ class FixedTrainer:
                 d = (1 << 24) * ((d > 0) - (d < 0))
             zr = Pcg32(fp.seed, stream_id(self.step, k))
             for p in z["params"]:
-                c, ns = qk.zo_coef(d, p["mult"], p["shift"], z["frac_bits"])
+                c, ns = qk.zo_coef(d, p["mult"][h], p["shift"][h], z["frac_bits"])
                 self.sat[p["sat"]] += ns
                 w, ns = qk.zo_update(self.weights[p["name"]], zr, z["dist"], c, z["frac_bits"],
                                      self.rounding, rr, p["lo"], p["hi"], bits=p["wbits"])

@@ -160,10 +160,10 @@ class ReferenceTrainer:
         Hybrid programs then run forward + backward at the unperturbed weights for their
         backprop layers (train_steps/update_steps) and return that pass's loss."""
         from .errors import NumericFaultError
-        from .passes.zeroth_order import DISTS, perturb
+        from .passes.zeroth_order import DISTS, eps_at, perturb
         p, cfg = self.program, self.program.config
         f = self.dtype
-        eps, dist, t = f(cfg.zo_eps), DISTS[cfg.zo_dist], self.step_count
+        eps, dist, t = f(eps_at(cfg, self.step_count)), DISTS[cfg.zo_dist], self.step_count
         names = p.fg_params
         ds, first = [], None
         for k in range(int(cfg.perturbations)):

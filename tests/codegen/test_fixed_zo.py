@@ -86,3 +86,18 @@ def test_zo_16w8a_learns(tmp_path, data):
     for i in np.concatenate([order, order]):
         c.train_step(data["x_train"][i], data["y_train"][i])
     assert acc() >= before + 0.06, (before, acc())        # measured 74.3 % -> 85 % (3 epochs)
+
+
+def test_eps_schedule_bit_exact_and_halving(tmp_path, data):
+    """--eps-halve-every: eps (in LSBs) halves every N steps, the update multiplier follows
+    the actual integer eps; C == numpy through the changes of row."""
+    res, fp, _ = _export(tmp_path, data, "mlp", "int8", "last:1", perturbations=2, zo_eps=2e-2,
+                         zo_eps_halve_every=10, zo_eps_halvings=3)
+    eps = fp.zo["params"][0]["eps"]
+    assert len(eps) == 4 and all(a >= b for a, b in zip(eps, eps[1:])) and eps[-1] >= 1
+    c, ref = HostModel(res.out_dir), FixedTrainer(fp)
+    for i in range(45):
+        assert c.train_step(data["x_train"][i], data["y_train"][i]) == \
+            ref.train_step(data["x_train"][i], data["y_train"][i])
+    for k, v in ref.raw_params.items():
+        np.testing.assert_array_equal(c.raw_params[k], v)

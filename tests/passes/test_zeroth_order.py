@@ -100,6 +100,25 @@ def test_c_zo_tracks_reference(tmp_path, data, model, opt, est):
         assert err <= 1e-4, (k, err)
 
 
+def test_c_zo_eps_schedule_tracks_reference(tmp_path, data):
+    """eps halves every 10 steps (at most twice): C and numpy use the same eps every step."""
+    from tinytrain.passes.zeroth_order import eps_at
+    cfg = TrainConfig(algo="zo", trainable="last:1", lr=0.005, zo_eps=1e-2, perturbations=2,
+                      zo_eps_halve_every=10, zo_eps_halvings=2)
+    assert [float(eps_at(cfg, t)) for t in (0, 9, 10, 20, 35)] == [
+        float(np.float32(1e-2)), float(np.float32(1e-2)), float(np.float32(5e-3)),
+        float(np.float32(2.5e-3)), float(np.float32(2.5e-3))]
+    res, p, _ = export(MODELS / "mlp.onnx", tmp_path / "zo", cfg, command="test")
+    c, r = HostModel(res.out_dir), ReferenceTrainer(p)
+    x, y = data["x_train"], data["y_train"]
+    for i in range(40):
+        assert c.train_step(x[i:i + 1], y[i:i + 1]) == pytest.approx(
+            r.train_step(x[i:i + 1], y[i:i + 1]), rel=1e-4, abs=1e-6)
+    for k in p.trainable:
+        err = np.linalg.norm(c.params[k] - r.params[k]) / np.linalg.norm(r.params[k])
+        assert err <= 1e-4, (k, err)
+
+
 @pytest.mark.parametrize("model", ["mlp", "cnn", "dscnn", "resnet8"])
 def test_zo_arena_is_the_inference_arena(model):
     g = load_model(MODELS / f"{model}.onnx")

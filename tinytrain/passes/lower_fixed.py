@@ -550,10 +550,18 @@ class _Lowering:
                                   "or use rademacher perturbations")
             lo, hi = -qmax + guard, qmax - guard
             self.initial[name] = np.clip(self.initial[name], lo, hi)
-            real = (cfg.lr / (s * n * zsd)) if sign else (cfg.lr / (2.0 * eps * s * s * n * zsd * zsd))
-            mult, shift = _multiplier(real * 2.0 ** -24)
-            params.append({"name": name, "wbits": wb, "size": t.size, "eps": eps, "lo": lo,
-                           "hi": hi, "mult": mult, "shift": shift,
+            # eps schedule: one (eps, mult, shift) row per halving h, eps_h = max(1, eps >> h);
+            # the coefficient uses eps_h itself, so a floored eps stays exact
+            halvings = int(cfg.zo_eps_halvings) if cfg.zo_eps_halve_every else 0
+            rows = []
+            for h in range(halvings + 1):
+                eh = max(1, eps >> h)
+                real = (cfg.lr / (s * n * zsd)) if sign else \
+                    (cfg.lr / (2.0 * eh * s * s * n * zsd * zsd))
+                rows.append((eh,) + _multiplier(real * 2.0 ** -24))
+            eps_t, mult, shift = zip(*rows)
+            params.append({"name": name, "wbits": wb, "size": t.size, "eps": tuple(eps_t),
+                           "lo": lo, "hi": hi, "mult": tuple(mult), "shift": tuple(shift),
                            "sat": self.site("zo " + name)})
         if self.bits == 8 and cfg.zo_eps < 5e-3:
             self.warnings.append(
@@ -568,6 +576,8 @@ class _Lowering:
         logits = self.alias.get(p.logits, p.logits)
         m, sh = fx.quantize_multiplier(self.a_scale(logits))
         return {"n": n, "dist": 0 if cfg.zo_dist == "rademacher" else 1, "sign": sign,
+                "halve_every": int(cfg.zo_eps_halve_every),
+                "halvings": int(cfg.zo_eps_halvings) if cfg.zo_eps_halve_every else 0,
                 "frac_bits": ZO_FRAC_BITS, "params": params,
                 "loss": {"rows": self.shape(p.logits)[0], "cols": self.shape(p.logits)[1],
                          "x_mult": m, "x_shift": sh, "logits": logits},

@@ -377,6 +377,9 @@ def check_fp16_config(cfg) -> None:
                           f"(algo 'zo'), not {cfg.algo!r}"
                           f"{' with hybrid_bp_layers' if cfg.hybrid_bp_layers else ''}"
                           "; use precision fp32 for jvp and the zo + backprop hybrid")
+    if cfg.algo == "zo" and cfg.zo_eps_halve_every:
+        raise ConfigError("the zo eps schedule (zo_eps_halve_every) is available in fp32 and "
+                          "fixed point; fp16 zo uses a constant eps")
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"fp16 training supports the optimizers {' and '.join(OPTIMIZERS)} "
                           f"(momentum state fp32, or half with fp16_state), not "

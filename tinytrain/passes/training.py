@@ -62,6 +62,10 @@ class TrainConfig:
     zo_eps: float = 1e-3            # zo: perturbation scale
     zo_dist: str = "rademacher"     # zo/jvp: "rademacher" (+-1) or "gaussian"
     zo_estimator: str = "spsa"      # zo/jvp: "spsa" (magnitude) or "sign" (sign of d only)
+    # zo: eps schedule — eps halves every zo_eps_halve_every optimizer steps (0: constant), at
+    # most zo_eps_halvings times (a coarse perturbation first, a finer one as training settles)
+    zo_eps_halve_every: int = 0
+    zo_eps_halvings: int = 4
     seed: int = 0                   # PRNG seed of the perturbations
     # zo only (ElasticZO-style hybrid): the last N layers with parameters train by backprop
     # from the unperturbed pass, the earlier trainable layers by zo.
@@ -101,6 +105,10 @@ class TrainConfig:
                 raise ConfigError(f"unknown zo estimator {self.zo_estimator!r}; choose spsa or sign")
             if self.weight_decay:
                 raise ConfigError(f"weight decay is not available with {self.algo} training")
+            if int(self.zo_eps_halve_every) < 0 or not 0 <= int(self.zo_eps_halvings) <= 16:
+                raise ConfigError(f"zo eps schedule: halve_every must be >= 0 and halvings "
+                                  f"0..16, got {self.zo_eps_halve_every} and "
+                                  f"{self.zo_eps_halvings}")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,17 @@ DISTS = {"rademacher": RADEMACHER, "gaussian": GAUSS}
 GAUSS_SCALE = np.float32(1 / np.sqrt(21845))
 
 
+def eps_halvings(cfg, step: int) -> int:
+    """How many times eps has halved at optimizer step `step` (the eps schedule)."""
+    n = int(cfg.zo_eps_halve_every)
+    return min(int(step) // n, int(cfg.zo_eps_halvings)) if n > 0 else 0
+
+
+def eps_at(cfg, step: int) -> np.float32:
+    """float32 eps of optimizer step `step`: zo_eps * 2^-h, exact (what tt_zo_eps_at computes)."""
+    return np.float32(np.float32(cfg.zo_eps) * np.float32(2.0 ** -eps_halvings(cfg, step)))
+
+
 def zo_axpy(y: np.ndarray, a: float, gen: Pcg32, dist: int) -> None:
     """y += a * z in place, z drawn from gen exactly as tt_zo_axpy_f32 draws it."""
     flat = y.reshape(-1)
