@@ -164,12 +164,20 @@ class FixedTrainer:
 
     def _zo_step(self, env, exps, rrng) -> float:
         """Fixed-point SPSA (lower_fixed._Lowering.zo_spec): perturb, two forward passes,
-        exact restore, update — z regenerated from (seed, step, k) each time."""
+        exact restore, update — z regenerated from (seed, step, k) each time. A hybrid
+        program first runs forward + backward at the unperturbed weights for its backprop
+        layers (their updates draw from the same rounding stream first) and returns that loss."""
         fp, z = self.fp, self.fp.zo
         lz = z["loss"]
-        self._run(fp.forward[:1], env, exps, None)           # quantize the input once
         rr = rrng if self.rounding == qk.ROUND_STOCHASTIC else None
         l0 = 0.0
+        if fp.train:
+            self._run(fp.forward, env, exps, rrng)
+            self._run(fp.train, env, exps, rrng)
+            l0 = float(np.float32(env["__loss_q24"]) * LOSS_SCALE)
+            env.update(self.weights)                        # the updated backprop layers
+        else:
+            self._run(fp.forward[:1], env, exps, None)       # quantize the input once
         h = min(self.step // z["halve_every"], z["halvings"]) if z["halve_every"] else 0
 
         def apply(k, mul):
@@ -195,7 +203,7 @@ class FixedTrainer:
             diff = lp - lm
             d = max(min(diff, (1 << 31) - 1), -(1 << 31))
             self.sat[z["sat"]] += int(d != diff)
-            if k == 0:
+            if k == 0 and not fp.train:
                 l0 = float(np.float32(lp + lm) * np.float32(2.0 ** -25))
             if z["sign"]:
                 d = (1 << 24) * ((d > 0) - (d < 0))

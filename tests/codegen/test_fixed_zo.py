@@ -101,3 +101,52 @@ def test_eps_schedule_bit_exact_and_halving(tmp_path, data):
             ref.train_step(data["x_train"][i], data["y_train"][i])
     for k, v in ref.raw_params.items():
         np.testing.assert_array_equal(c.raw_params[k], v)
+
+
+def _lockstep(res, fp, data, steps):
+    c, ref = HostModel(res.out_dir), FixedTrainer(fp)
+    x, y = data["x_train"], data["y_train"]
+    for i in range(steps):
+        assert c.train_step(x[i], y[i]) == ref.train_step(x[i], y[i]), f"loss at step {i}"
+        rc, rp = c.raw_params, ref.raw_params
+        for k in rp:
+            np.testing.assert_array_equal(rc[k], rp[k], err_msg=f"{k} after step {i}")
+        assert c.saturations == ref.saturations
+    return rp
+
+
+@pytest.mark.parametrize("name,precision,trainable", [("mlp", "int8", "all"),
+                                                      ("cnn", "int8", "all"),
+                                                      ("resnet8", "int16", "last:3")])
+def test_hybrid_zo_bp_bit_exact_100_steps(tmp_path, data, name, precision, trainable):
+    """ElasticZO-style hybrid in fixed point: the last layer trains by integer backprop from
+    the unperturbed pass (int8 weights, per-channel scales allowed), the earlier trainable
+    layers by zo in 16w8a; C == numpy bit for bit, both parts move."""
+    res, fp, _ = _export(tmp_path, data, name, precision, trainable, perturbations=2,
+                         hybrid_bp_layers=1)
+    zo = {p["name"] for p in fp.zo["params"]}
+    bp = set(fp.trainable) - zo
+    assert zo and bp and set(fp.program.fg_params) == zo
+    for p in bp:
+        assert fp.tensors[p].dtype in ({"int8": "i8", "int16": "i16"}[precision], "i32", "i64")
+    rp = _lockstep(res, fp, data, STEPS)
+    for group in (zo, bp):
+        assert any(not np.array_equal(rp[k].reshape(-1), fp.initial[k].reshape(-1))
+                   for k in group)
+
+
+def test_hybrid_beats_plain_zo(tmp_path, data):
+    """The point of the hybrid: backprop on the last layer + zo before it learns more than zo on
+    everything, for about the arena of the backprop part (digits MLP, all trainable)."""
+    accs, arenas = {}, {}
+    for hy in (0, 1):
+        res, fp, plan = _export(tmp_path / str(hy), data, "mlp", "int8", "all", perturbations=4,
+                                zo_eps=1e-2, hybrid_bp_layers=hy)
+        c = HostModel(res.out_dir)
+        order = np.random.default_rng(0).permutation(len(data["y_train"]))
+        for i in order:
+            c.train_step(data["x_train"][i], data["y_train"][i])
+        accs[hy] = float((c.infer(data["x_test"]).argmax(1) == data["y_test"]).mean())
+        arenas[hy] = plan.arena_bytes
+    assert accs[1] >= accs[0] + 0.02, accs
+    assert arenas[1] <= 4 * arenas[0] + 1024, arenas

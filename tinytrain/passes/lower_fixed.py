@@ -137,9 +137,6 @@ def check_fixed_config(cfg: TrainConfig, trainable):
     if cfg.algo not in ("bp", "zo"):
         raise ConfigError(f"fixed-point export supports --algo bp and zo, not {cfg.algo!r} "
                           "(forward-mode jvp runs in fp32 / fp16)")
-    if cfg.hybrid_bp_layers:
-        raise ConfigError("the zo + backprop hybrid is available in fp32; fixed-point zo "
-                          "perturbs every trainable parameter")
     if not trainable:
         return
     if cfg.loss != "cross_entropy":
@@ -193,6 +190,8 @@ class _Lowering:
         self.masks: dict[str, str] = {}       # ReLU output -> its 1-bit mask (--relu-mask)
         self.trainable = set(program.trainable)
         self.zo = cfg.algo == "zo"
+        # the parameters zo perturbs (a hybrid program trains its last layers by backprop)
+        self.zo_params = set(program.fg_params) if self.zo else set()
         # activations computed from a trainable parameter: their ranges move during training
         self.downstream: set[str] = set()
         for n in graph.nodes:
@@ -251,8 +250,8 @@ class _Lowering:
         wb = self.wbits(node)
         if name == w_name:
             # zo perturbs whole tensors with one step size: one scale per trainable tensor
-            per_ch = self.q.per_channel and node.name not in self.backprops and not (
-                self.zo and any(i in self.trainable for i in node.inputs[1:]))
+            per_ch = self.q.per_channel and node.name not in self.backprops and not any(
+                i in self.zo_params for i in node.inputs[1:])
             head = 1.0 if not trainable else (
                 self.q.trainable_headroom if wb == 8 else max(self.q.trainable_headroom,
                                                               self.q.wide_headroom))
@@ -304,8 +303,7 @@ class _Lowering:
     def wbits(self, node) -> int:
         """Weight bits of a layer: 16 for a zo-trained layer of an int8 model in the 16w8a
         format, else the model's bits."""
-        if self.zo and self.bits == 8 and self.q.zo_weight_bits == 16 and \
-                node.inputs[1] in self.trainable:
+        if self.bits == 8 and self.q.zo_weight_bits == 16 and node.inputs[1] in self.zo_params:
             return 16
         return self.bits
 
@@ -706,8 +704,8 @@ class _Lowering:
         zo = None
         if self.p.trainable and self.zo:
             zo = self.zo_spec()
-        elif self.p.trainable:
-            self.backward()
+        if self.p.trainable and (not self.zo or self.cfg.hybrid_bp_layers):
+            self.backward()       # hybrid: the backprop layers, from the unperturbed pass
         train = list(self.calls)
         for name in self.p.graph.params:      # parameters no call reads (still exported)
             if name not in self.tensors:
