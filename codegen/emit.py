@@ -193,7 +193,14 @@ def emit_context(program, plan, *, model_hash: int, command: str) -> dict:
         fg = _fg_context(program, ctx)
     if cfg.algo == "zo":
         zo = {"eps0": c_float(cfg.zo_eps), "eps": "eps", "halve_every": int(cfg.zo_eps_halve_every),
-              "halvings": int(cfg.zo_eps_halvings)}
+              "halvings": int(cfg.zo_eps_halvings), "sam": None}
+        if cfg.zo_sam_rho:   # sharpness-aware point (passes/zeroth_order.py)
+            from ..passes.zeroth_order import sam_table
+            size = sum(tensors[q].size for q in program.fg_params)
+            zo["sam"] = {"rho": c_float(cfg.zo_sam_rho), "size": size,
+                         "table": c_float_array(sam_table(cfg.zo_sam_rho, fg["n"], size)),
+                         # what tt_init and tt_checkpoint_load must run: forget the signs
+                         "reset": ["tt_zo_sam_step = 0xFFFFFFFFu;"]}
         fg["coef"] = "d / (2.0f * tt_zo_eps_at(ctx->step) * (float)TT_BATCH) / (float)TT_FG_N"
         fg["dsum_doc"] = "sum over the batch of L+ - L-"
         lstep = Step("loss", loss_op_of(program), (program.logits, program.label),

@@ -27,7 +27,7 @@ SUF = {8: "_q8", 16: "_q16"}
 SECTION = {"params_rw": "tt_params_rw", "arena": "tt_arena", "grads": "tt_grads",
            "opt_state": "tt_opt_state"}
 RUNTIME_FIXED = (("include", "tt_status.h"), ("include", "tt_kernels.h"),
-                 ("include", "tt_fixed.h"), ("include", "tt_qkernels.h"),
+                 ("include", "tt_fixed.h"), ("include", "tt_qkernels.h"), ("include", "tt_qact.h"),
                  ("include", "tt_prng.h"), ("src", "tt_util.c"), ("src", "tt_fixed.c"),
                  ("src", "tt_prng.c"), ("src", "*_q.c"), ("src", "tt_train_q.c"))
 TEMPLATES = {"tt_model.h": "tt_model.h.j2", "tt_model.c": "tt_model_fixed.c.j2",
@@ -55,7 +55,8 @@ class _CEmit:
         self.fp, self.plan, self.names = fp, plan, CNames()
         self.consts: list[str] = []
         self._seen: set[str] = set()
-        self.sfx = SUF[fp.bits]
+        # width of the logits (per-layer precision may differ from the model's)
+        self.logits_bits = {"i8": 8, "i16": 16}[fp.tensors[fp.logits].dtype]
 
     def const(self, decl_name, text):
         if decl_name not in self._seen:
@@ -100,8 +101,8 @@ class _CEmit:
         vals = list(values)
         return self.const(name, f"static const int32_t {name}[{len(vals)}] = {{ {_int_array(vals)} }};")
 
-    def requant(self, key, rq) -> str:
-        lo, hi = -(1 << (self.fp.bits - 1)), (1 << (self.fp.bits - 1)) - 1
+    def requant(self, key, rq, bits) -> str:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         m = self.i32_table("rq_mult_" + key, rq["mult"])
         s = self.i32_table("rq_shift_" + key, rq["shift"])
         amin = lo if rq["act_min"] is None else rq["act_min"]
@@ -110,24 +111,26 @@ class _CEmit:
 
     # ---- one call -> C statements: ("try", expr) | ("raw", stmt) --------------------------
     def call(self, c) -> list[tuple[str, str]]:
-        a, P, sfx, fn = c.args, self.ptr, self.sfx, c.fn
+        a, P, fn = c.args, self.ptr, c.fn
+        bits = a.get("bits", self.fp.bits)       # per-layer precision: the call's width
+        sfx = SUF[bits]
         ins = [P(i) for i in c.inputs]
         out = P(c.outputs[0]) if c.outputs else None
         T = []
         if fn == "quantize":
             inv = self.const("k_in_inv", f"static const float k_in_inv = {c_float(a['inv_scale'])};")
-            T.append(("try", f"tt_quantize_f32({ins[0]}, {out}, {self.fp.bits}, "
+            T.append(("try", f"tt_quantize_f32({ins[0]}, {out}, {bits}, "
                              f"{self.fp.tensors[c.outputs[0]].size}, &{inv}, 1, 1, {self.sat(a)})"))
         elif fn == "gemm_fwd":
             b = ins[2] if len(ins) > 2 else "NULL"
-            rq = self.requant(c.outputs[0], a["rq"])
-            fsfx = "_w16a8" if a["wbits"] != self.fp.bits else sfx
+            rq = self.requant(c.outputs[0], a["rq"], bits)
+            fsfx = "_w16a8" if a["wbits"] != bits else sfx
             T.append(("try", f"tt_gemm_fwd{fsfx}({ins[0]}, {ins[1]}, {b}, {out}, {a['n']}, {a['k']}, "
                              f"{a['m']}, &{rq}, {self.sat(a)})"))
         elif fn == "conv2d_fwd":
             b = ins[2] if len(ins) > 2 else "NULL"
-            rq = self.requant(c.outputs[0], a["rq"])
-            fsfx = "_w16a8" if a["wbits"] != self.fp.bits else sfx
+            rq = self.requant(c.outputs[0], a["rq"], bits)
+            fsfx = "_w16a8" if a["wbits"] != bits else sfx
             T.append(("try", f"tt_conv2d_fwd{fsfx}(&{self.conv(c.node, a['conv'])}, {ins[0]}, "
                              f"{ins[1]}, {b}, {out}, &{rq}, {self.sat(a)})"))
         elif fn == "relu_fwd":
@@ -142,7 +145,7 @@ class _CEmit:
             T.append(("try", f"tt_global_avgpool_fwd{sfx}({ins[0]}, {out}, {a['c']}, {a['hw']})"))
         elif fn == "add_fwd":
             ap = a["add"]
-            lo, hi = -(1 << (self.fp.bits - 1)), (1 << (self.fp.bits - 1)) - 1
+            lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
             amin = lo if a["act_min"] is None else a["act_min"]
             q = self.struct("tt_qadd_params", "qadd_" + c.node,
                             [ap.left_shift, ap.a_mult, ap.a_shift, ap.b_mult, ap.b_shift,
@@ -185,6 +188,13 @@ class _CEmit:
         elif fn == "add_bwd":
             T.append(("try", f"tt_add_bwd{sfx}(&{self.bcast(c.node, a)}, {ins[0]}, {out}, "
                              f"{a['which']}, 0)"))
+        elif fn == "act_convert":
+            T.append(("try", f"tt_act_convert_q({ins[0]}, {a['xbits']}, {out}, {bits}, {a['n']}, "
+                             f"{a['mult']}, {a['shift']}, {self.sat(a)})"))
+        elif fn == "grad_widen":
+            T.append(("try", f"tt_grad_widen_q8_q16({ins[0]}, {out}, {a['n']})"))
+        elif fn == "grad_narrow":
+            T.append(("try", f"tt_grad_quant_pow2_q16_q8({ins[0]}, {out}, {a['n']}, &rs)"))
         elif fn == "grad_join":
             T.append(("try", f"tt_grad_join{sfx}({ins[0]}, &{self.evar(c.exp[0])}, {ins[1]}, "
                              f"{self.evar(c.exp[1][1])}, {a['n']}, {self.sat(a)})"))
@@ -308,8 +318,8 @@ def emit_context_fixed(fp, plan, *, model_hash: int, command: str) -> dict:
         z = fp.zo
         lz = z["loss"]
         zo = {"n": z["n"], "dist": "TT_ZO_GAUSS" if z["dist"] else "TT_ZO_RADEMACHER",
-              "sign": z["sign"], "frac_bits": z["frac_bits"], "sat": z["sat"],
-              "loss": f"tt_softmax_xent{ce.sfx}({ce.ptr(lz['logits'])}, label, {lz['rows']}, "
+              "sign": z["sign"], "frac_bits": z["frac_bits"], "sat": z["sat"], "sam": z["sam"],
+              "loss": f"tt_softmax_xent{SUF[ce.logits_bits]}({ce.ptr(lz['logits'])}, label, {lz['rows']}, "
                       f"{lz['cols']}, {lz['x_mult']}, {lz['x_shift']}, lq, NULL)",
               "halve_every": z["halve_every"], "halvings": z["halvings"],
               "params": [{"ptr": ce.ptr(q["name"]), "sfx": f"_q{q['wbits']}", "size": q["size"],
@@ -317,6 +327,7 @@ def emit_context_fixed(fp, plan, *, model_hash: int, command: str) -> dict:
                           "lo": q["lo"], "hi": q["hi"],
                           "mult": ce.i32_table("zo_mult_" + q["name"], q["mult"]),
                           "shift": ce.i32_table("zo_shift_" + q["name"], q["shift"]),
+                          "sam": ce.i32_table("zo_sam_" + q["name"], q["sam"]) if q["sam"] else None,
                           "sat": q["sat"], "name": q["name"]}
                          for q in z["params"]]}
         for q in zo["params"]:
@@ -340,7 +351,7 @@ def emit_context_fixed(fp, plan, *, model_hash: int, command: str) -> dict:
         "consts": ce.consts, "ro_arrays": ro_arrays, "init_arrays": init_arrays,
         "quantize_input": quantize_input, "forward": forward, "train": train, "zo": zo, "exps": [f"e_{i}" for i in range(len(fp.exps))],
         "n_sat": max(len(fp.sat_sites), 1), "sat_sites": list(fp.sat_sites),
-        "bits": fp.bits, "seed": fp.seed, "logits_macro": ce.ptr(fp.logits),
+        "bits": ce.logits_bits, "seed": fp.seed, "logits_macro": ce.ptr(fp.logits),
         "out_scale": out_scale, "label_arg": "label",
         "fixed": {"precision": fp.qcfg.precision, "n_sat": max(len(fp.sat_sites), 1)},
         "lr": c_float(cfg.lr),
@@ -368,7 +379,8 @@ def emit_project_fixed(fp, plan, out_dir, *, model_hash: int, command: str = "",
                    for p in ctx["params"]],
         "trainable_floats": ctx["trainable_floats"], "checkpoint_bytes": ctx["checkpoint_bytes"],
         "memory": plan.report(), "saturation_counters": list(fp.sat_sites),
-        "quantization": {"bits": fp.bits, "calibration": fp.qcfg.calibration,
+        "quantization": {"bits": fp.bits, "layer_bits": dict(fp.qcfg.layer_bits),
+                         "calibration": fp.qcfg.calibration,
                          "per_channel": fp.qcfg.per_channel, "rounding": fp.qcfg.rounding,
                          "input_scale": float(fp.scales[fp.qinput][0]),
                          "output_scale": float(fp.scales[fp.logits][0])},

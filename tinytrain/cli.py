@@ -94,6 +94,10 @@ def _add_train_options(p):
     z.add_argument("--hybrid-bp-layers", type=int, default=0, metavar="N",
                    help="zo only: train the last N layers with parameters by backprop (from the "
                         "unperturbed pass) and only the earlier ones by zo (default 0)")
+    z.add_argument("--sam-rho", type=float, default=0.0, metavar="R",
+                   help="zo only: take each step's losses at a point moved a distance of about "
+                        "R uphill, along the previous step's estimate, so training prefers flat "
+                        "minima; no extra forward pass (default 0: off)")
 
 
 def _config(args):
@@ -107,7 +111,8 @@ def _config(args):
                        perturbations=args.perturbations, zo_eps=args.eps, zo_dist=args.zo_dist,
                        zo_estimator=args.zo_estimator, seed=args.zo_seed,
                        hybrid_bp_layers=args.hybrid_bp_layers,
-                       zo_eps_halve_every=args.eps_halve_every, zo_eps_halvings=args.eps_halvings)
+                       zo_eps_halve_every=args.eps_halve_every, zo_eps_halvings=args.eps_halvings,
+                       zo_sam_rho=args.sam_rho)
 
 
 def _console():
@@ -150,6 +155,7 @@ def cmd_inspect(args):
     g = load_model(args.model)
     hy = args.hybrid_bp_layers or 1      # inspect has no --algo: only the hybrid row uses it
     args.hybrid_bp_layers = 0
+    args.sam_rho = 0.0                   # zo only, and it adds no planned memory
     cfg = _config(args)
     program, plan = make_program(g, cfg)
     t = Table(title=f"{Path(args.model).name}: {len(g.nodes)} nodes, "

@@ -37,6 +37,7 @@ class FixedTrainer:
         self.state = {n: np.zeros(t.size, np.int32) for n, t in fp.tensors.items()
                       if t.role is TensorRole.OPT_STATE}
         self.step = 0
+        self.sam_signs: list[int] = []   # zo --sam-rho: signs of the last step (transient)
 
     # ---- views -------------------------------------------------------------------------------
     @property
@@ -59,9 +60,10 @@ class FixedTrainer:
 
     # ---- execution ---------------------------------------------------------------------------
     def _run(self, calls, env, exps, rng):
-        bits, sat = self.bits, self.sat
+        sat = self.sat
         for c in calls:
             a, fn = c.args, c.fn
+            bits = a.get("bits", self.bits)      # per-layer precision: the call's width
             ins = [env[i] for i in c.inputs]
             out = None
             rs = 0
@@ -134,6 +136,13 @@ class FixedTrainer:
             elif fn == "add_bwd":
                 out = qk.add_bwd(a["dims"], (a["sa"], a["sb"])[a["which"]], ins[0], a["len"],
                                  bits=bits)
+            elif fn == "act_convert":
+                out, n = qk.act_convert(ins[0], a["xbits"], bits, a["mult"], a["shift"])
+                sat[a["sat"]] += n
+            elif fn == "grad_widen":
+                out = qk.grad_widen_q8_q16(ins[0])
+            elif fn == "grad_narrow":
+                out, rs = qk.grad_quant_pow2_q16_q8(ins[0])
             elif fn == "grad_join":
                 ev = c.exp[0]
                 out, exps[ev], n = qk.grad_join(ins[0], exps[ev], ins[1], exps[c.exp[1][1]], bits)
@@ -194,6 +203,23 @@ class FixedTrainer:
                                     lz["x_mult"], lz["x_shift"])
             return int(lq)
 
+        def ascend(mul):
+            """Sharpness-aware point: +- the previous step's signed directions (exact)."""
+            m = sum(1 for v in self.sam_signs if v)
+            for k, v in enumerate(self.sam_signs):
+                if not v:
+                    continue
+                zr = Pcg32(fp.seed, stream_id(self.step - 1, k))
+                for p in z["params"]:
+                    w, ns = qk.zo_perturb(self.weights[p["name"]], zr, mul * v * p["sam"][m - 1],
+                                          z["dist"], bits=p["wbits"])
+                    self.weights[p["name"]] = env[p["name"]] = np.asarray(w).reshape(-1)
+                    self.sat[p["sat"]] += ns
+
+        ascended = z["sam"] and any(self.sam_signs)
+        if ascended:
+            ascend(1)
+        ds = []
         for k in range(z["n"]):
             apply(k, 1)
             lp = loss()
@@ -207,6 +233,12 @@ class FixedTrainer:
                 l0 = float(np.float32(lp + lm) * np.float32(2.0 ** -25))
             if z["sign"]:
                 d = (1 << 24) * ((d > 0) - (d < 0))
+            ds.append(d)
+        if ascended:
+            ascend(-1)
+        if z["sam"]:
+            self.sam_signs = [(d > 0) - (d < 0) for d in ds]
+        for k, d in enumerate(ds):
             zr = Pcg32(fp.seed, stream_id(self.step, k))
             for p in z["params"]:
                 c, ns = qk.zo_coef(d, p["mult"][h], p["shift"][h], z["frac_bits"])
@@ -219,7 +251,8 @@ class FixedTrainer:
 
     def _bwd_w_update(self, c, ins, exps, rng):
         """Row by row: weight gradient of output channel r, then its SGD update."""
-        a, bits = c.args, self.bits
+        a = c.args
+        bits = a.get("bits", self.bits)
         gy, x, w = ins[:3]
         w = w.copy()
         mom = "beta_mult" in a

@@ -179,6 +179,9 @@ def export_fp16(model, out_dir, cfg: TrainConfig, *, algo=None, command=None,
     from .passes.lower_fp16 import lower_fp16
     if algo is not None and algo != cfg.algo:
         cfg = replace(cfg, algo=algo)
+    if cfg.zo_sam_rho:
+        raise ConfigError("the zo sharpness-aware point (--sam-rho) is not available in "
+                          "fp16; export fp32 or drop --sam-rho")
     graph = load_model(model) if not isinstance(model, Graph) else model
     lowered = lower_fp16(build_training_program(graph, replace(cfg, fuse_update=False)), cfg)
     cmd = command if command is not None else " ".join(shlex.quote(a) for a in sys.argv)

@@ -57,13 +57,32 @@ class ReferenceTrainer:
         from .passes.optimizer import state_names  # noqa: F401  (validates optimizer)
         self.program = program
         self.dtype = dtype
-        g = program.graph
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the exported weights, zero optimizer state, step 0 (what tt_init does)."""
+        g, dtype = self.program.graph, self.dtype
         self.weights = {k: np.array(v, dtype=dtype) for k, v in g.initializers.items()}
-        self.grads = {p: np.zeros_like(self.weights[p]) for p in program.trainable
-                      if p + "__grad" in program.tensors}
-        self.state = {n: np.zeros(t.shape, dtype) for n, t in program.tensors.items()
+        self.grads = {p: np.zeros_like(self.weights[p]) for p in self.program.trainable
+                      if p + "__grad" in self.program.tensors}
+        self.state = {n: np.zeros(t.shape, dtype) for n, t in self.program.tensors.items()
                       if t.role is TensorRole.OPT_STATE}
         self.step_count = 0
+        # zo --sam-rho: (step, signs) recorded at the last optimizer update; transient
+        self.sam_signs: tuple[int, tuple[int, ...]] | None = None
+
+    def restore(self, weights: Mapping[str, np.ndarray], state: Mapping[str, np.ndarray],
+                step: int) -> None:
+        """What tt_checkpoint_load does: trainable weights, optimizer state and step from a
+        checkpoint; gradients and the transient zo sharpness-aware signs are cleared."""
+        for k in self.program.trainable:
+            self.weights[k] = np.array(weights[k], dtype=self.dtype).reshape(self.weights[k].shape)
+        for k in self.state:
+            self.state[k] = np.array(state[k], dtype=self.dtype).reshape(self.state[k].shape)
+        for g in self.grads.values():
+            g[...] = 0
+        self.step_count = int(step)
+        self.sam_signs = None
 
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -158,13 +177,17 @@ class ReferenceTrainer:
     def _zo_step(self, x, y) -> float:
         """Zeroth-order step, exactly the sequence tt_train_step runs (passes/zeroth_order.py).
         Hybrid programs then run forward + backward at the unperturbed weights for their
-        backprop layers (train_steps/update_steps) and return that pass's loss."""
+        backprop layers (train_steps/update_steps) and return that pass's loss. With
+        zo_sam_rho the pairs run at the sharpness-aware point w + a_t, removed right after."""
         from .errors import NumericFaultError
         from .passes.zeroth_order import DISTS, eps_at, perturb
         p, cfg = self.program, self.program.config
         f = self.dtype
         eps, dist, t = f(eps_at(cfg, self.step_count)), DISTS[cfg.zo_dist], self.step_count
         names = p.fg_params
+        sam = self._sam_ascent(t)
+        for k, a in sam:
+            perturb(self.weights, names, cfg.seed, t - 1, k, a, dist)
         ds, first = [], None
         for k in range(int(cfg.perturbations)):
             perturb(self.weights, names, cfg.seed, t, k, eps, dist)
@@ -173,19 +196,39 @@ class ReferenceTrainer:
             lm = self.loss(x, y)
             perturb(self.weights, names, cfg.seed, t, k, eps, dist)
             if not (np.isfinite(lp) and np.isfinite(lm)):
+                self._sam_remove(sam, t)
                 raise NumericFaultError(
                     f"training step {t}: a perturbed loss is NaN/Inf; the weights were restored "
                     "and not updated. Lower eps or the learning rate.")
             ds.append(f(lp) - f(lm))
             if first is None:
                 first = 0.5 * (lp + lm)
+        self._sam_remove(sam, t)
         n = f(len(ds))
         coefs = [(f(np.sign(d)) if cfg.zo_estimator == "sign" else d / (f(2) * eps)) / n
                  for d in ds]
         if cfg.hybrid_bp_layers:   # the backprop layers, at the unperturbed weights
             first = self._bp_update(x, y, advance=False)
+        if cfg.zo_sam_rho:         # recorded at the update, for step t + 1 only
+            self.sam_signs = (t, tuple(int(np.sign(d)) for d in ds))
         self._fg_update(coefs)
         return float(first)
+
+    def _sam_ascent(self, t: int) -> list:
+        """(k, c s_k) of the sharpness-aware ascent of step t: [] when off, at step 0, after a
+        reset/restore (no signs of step t - 1) or when every sign is 0."""
+        from .passes.zeroth_order import sam_coefs
+        p, cfg = self.program, self.program.config
+        if not cfg.zo_sam_rho or t == 0 or self.sam_signs is None or self.sam_signs[0] != t - 1:
+            return []
+        size = sum(p.tensors[q].size for q in p.fg_params)
+        return sam_coefs(self.sam_signs[1], cfg.zo_sam_rho, size)
+
+    def _sam_remove(self, sam, t: int) -> None:
+        from .passes.zeroth_order import DISTS, perturb
+        p, cfg = self.program, self.program.config
+        for k, a in sam:
+            perturb(self.weights, p.fg_params, cfg.seed, t - 1, k, -a, DISTS[cfg.zo_dist])
 
     def directional_derivative(self, x, y, k: int = 0, step: int | None = None):
         """One forward pass carrying tangents (passes/forward_mode.py) for perturbation k of

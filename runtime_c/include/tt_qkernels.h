@@ -336,6 +336,19 @@ tt_status tt_momentum_upd_pc(void *w, int wbits, int32_t *g, int32_t *v, int cha
 tt_status tt_grad_join_q8(int8_t *a, int *ea, const int8_t *b, int eb, int n, uint32_t *sat);
 tt_status tt_grad_join_q16(int16_t *a, int *ea, const int16_t *b, int eb, int n,
                            uint32_t *sat);
+/*
+ * Per-layer precision: a tensor crossing from an int8 layer to an int16 one (or back) is copied
+ * at the other width.
+ * tt_act_convert_q: y[i] = sat(mbqm(x[i], mult, shift)) with xbits, ybits in {8, 16}; mult /
+ *   shift encode s_x / s_y (TFLite multiplier, shift may be positive); saturations counted.
+ * tt_grad_widen_q8_q16: y[i] = x[i] * 256 (exact; the exponent drops by 8).
+ * tt_grad_quant_pow2_q16_q8: y = rdbpot(g, rshift) with the smallest rshift >= 0 that fits
+ *   int8 (*rshift is added to the exponent), as tt_grad_quant_pow2_q32_q8 does for int32.
+ */
+tt_status tt_act_convert_q(const void *x, int xbits, void *y, int ybits, int n, int32_t mult,
+                           int shift, uint32_t *sat);
+tt_status tt_grad_widen_q8_q16(const int8_t *x, int16_t *y, int n);
+tt_status tt_grad_quant_pow2_q16_q8(const int16_t *g, int8_t *y, int n, int *rshift);
 
 #ifdef __cplusplus
 }

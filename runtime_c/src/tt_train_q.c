@@ -271,3 +271,52 @@ tt_status tt_momentum_upd_pc(void *w, int wbits, int32_t *g, int32_t *v, int cha
     }
     return TT_OK;
 }
+
+/* ====================================================================== width conversions */
+
+tt_status tt_act_convert_q(const void *x, int xbits, void *y, int ybits, int n, int32_t mult,
+                           int shift, uint32_t *sat)
+{
+    const int32_t lo = ybits == 8 ? -128 : -32768, hi = ybits == 8 ? 127 : 32767;
+    int i;
+    if (n < 0 || (n > 0 && (x == NULL || y == NULL)) || (xbits != 8 && xbits != 16) ||
+        (ybits != 8 && ybits != 16) || mult < 0 || shift > 31 || shift < -31) {
+        return TT_ERR_ARG;
+    }
+    for (i = 0; i < n; ++i) {
+        const int32_t v = tt_clamp_count(tt_mbqm((int32_t)q_get(x, xbits, i), mult, shift), lo,
+                                         hi, sat);
+        if (ybits == 8) {
+            ((int8_t *)y)[i] = (int8_t)v;
+        } else {
+            ((int16_t *)y)[i] = (int16_t)v;
+        }
+    }
+    return TT_OK;
+}
+
+tt_status tt_grad_widen_q8_q16(const int8_t *x, int16_t *y, int n)
+{
+    int i;
+    if (n < 0 || (n > 0 && (x == NULL || y == NULL))) return TT_ERR_ARG;
+    for (i = 0; i < n; ++i) y[i] = (int16_t)(x[i] * 256);
+    return TT_OK;
+}
+
+tt_status tt_grad_quant_pow2_q16_q8(const int16_t *g, int8_t *y, int n, int *rshift)
+{
+    int32_t m = 0;
+    int i, s = 0;
+    if (n < 0 || (n > 0 && (g == NULL || y == NULL)) || rshift == NULL) return TT_ERR_ARG;
+    for (i = 0; i < n; ++i) {
+        const int32_t a = g[i] < 0 ? -(int32_t)g[i] : (int32_t)g[i];
+        m = a > m ? a : m;
+    }
+    /* smallest s with rdbpot(m, s) <= 127; s <= 9 for |g| <= 32768 */
+    while ((s == 0 ? m : ((m >> s) + ((m >> (s - 1)) & 1))) > 127) ++s;
+    for (i = 0; i < n; ++i) {
+        y[i] = (int8_t)tt_rdbpot(g[i], s); /* fits by the choice of s */
+    }
+    *rshift = s;
+    return TT_OK;
+}

@@ -133,3 +133,46 @@ def test_momentum_per_channel_matches_twin(nl, wbits, rounding, seed):
     np.testing.assert_array_equal(vc, vp)
     assert sat[0] == ns and not gc.any()
     assert nl.lib.tt_prng_u32(crng) == prng.next_u32()
+
+
+@pytest.mark.parametrize("xbits,ybits", [(8, 16), (16, 8), (8, 8), (16, 16)])
+@pytest.mark.parametrize("seed", range(6))
+def test_act_convert_matches_twin(nl, xbits, ybits, seed):
+    """Per-layer precision: an activation copied at the other width by a TFLite multiplier
+    (ratio of the two scales, up or down), saturating and counting."""
+    from tinytrain.numerics import fixed as fx
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    lim = (1 << (xbits - 1))
+    x = rng.integers(-lim, lim, n).astype(DT[xbits])
+    x[:2] = [-lim, lim - 1]
+    ratio = rng.uniform(0.8, 1.25) * 2.0 ** ((ybits - xbits) + rng.integers(-2, 3))
+    mult, shift = fx.quantize_multiplier(ratio)
+    y = np.zeros(n, DT[ybits])
+    sat = nl.counter()
+    nl.ok(nl.lib.tt_act_convert_q(nl.ptr(x), xbits, nl.ptr(y), ybits, n, mult, shift, sat))
+    want, nsat = qk.act_convert(x, xbits, ybits, mult, shift)
+    np.testing.assert_array_equal(y, want)
+    assert sat[0] == nsat
+    exact = np.clip(np.rint(x.astype(np.float64) * ratio), -(1 << (ybits - 1)), (1 << (ybits - 1)) - 1)
+    assert np.abs(want.astype(np.float64) - exact).max() <= 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_gradient_width_conversions_match_twin(nl, seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    g8 = rng.integers(-128, 128, n).astype(np.int8)
+    g16 = np.zeros(n, np.int16)
+    nl.ok(nl.lib.tt_grad_widen_q8_q16(nl.ptr(g8), nl.ptr(g16), n))
+    np.testing.assert_array_equal(g16, qk.grad_widen_q8_q16(g8))
+    np.testing.assert_array_equal(g16.astype(np.int64), g8.astype(np.int64) * 256)  # exact
+    top = int(rng.choice([1, 100, 127, 128, 5000, 32767]))
+    h = rng.integers(-top, top + 1, n).astype(np.int16)
+    h[0] = -32768 if seed == 0 else h[0]
+    out = np.zeros(n, np.int8)
+    rs = nl.ffi.new("int *")
+    nl.ok(nl.lib.tt_grad_quant_pow2_q16_q8(nl.ptr(h), nl.ptr(out), n, rs))
+    want, wrs = qk.grad_quant_pow2_q16_q8(h)
+    np.testing.assert_array_equal(out, want)
+    assert rs[0] == wrs and np.abs(want.astype(int)).max() <= 128

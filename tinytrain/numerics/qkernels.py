@@ -14,8 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import chains
-from .fixed import (INT32_MAX, INT32_MIN, I64, Requant, exp_q24_q30, log_q30_q24, mbqm, qrange,
-                    rdbpot, requant, sat, shift_round, storage_dtype, tdiv)
+from .fixed import (INT32_MAX, INT32_MIN, I64, Requant, exp_q24_q30, grad_quant_pow2,
+                    log_q30_q24, mbqm, qrange, rdbpot, requant, sat, shift_round, storage_dtype,
+                    tdiv)
 from .prng import Pcg32, sr_rshift
 
 ROUND_NEAREST, ROUND_STOCHASTIC = 0, 1
@@ -438,3 +439,22 @@ def momentum_upd_pc(w, wbits, g, v, channels, inner, mult, shift, e, beta_mult, 
         w[sl], n2 = _sat_wide(x, lo, hi, wbits)
         nsat += n1 + n2
     return w, v.astype(np.int32), nsat
+
+
+# ---- width conversions (per-layer precision) ---------------------------------------------
+
+def act_convert(x, xbits, ybits, mult, shift):
+    """tt_act_convert_q: (values as the ybits storage dtype, saturations)."""
+    v, n = sat(mbqm(_a(x), int(mult), int(shift)), *qrange(ybits))
+    return _out(v, ybits), n
+
+
+def grad_widen_q8_q16(x):
+    """tt_grad_widen_q8_q16: x * 256 as int16 (exponent - 8)."""
+    return (_a(x) * 256).astype(np.int16)
+
+
+def grad_quant_pow2_q16_q8(g):
+    """tt_grad_quant_pow2_q16_q8: (int8 values, rshift)."""
+    v, rs = grad_quant_pow2(_a(g), 8)
+    return v, rs

@@ -178,7 +178,20 @@ class _Lowering:
     def __init__(self, graph, program, cfg, qcfg, ranges, known=None):
         self.g, self.p, self.cfg, self.q, self.ranges = graph, program, cfg, qcfg, ranges
         self.known = known or {}
+        # storage bits of the node being lowered (per-layer precision); every call records it
         self.bits = qcfg.bits
+        self.layer_bits = dict(qcfg.layer_bits)
+        ops = {n.name: n.op for n in graph.nodes}
+        for name in self.layer_bits:
+            if ops.get(name) not in ("Gemm", "Conv"):
+                what = f"is a {ops[name]} node" if name in ops else "is not a node of the model"
+                layers = ", ".join(n for n, o in ops.items() if o in ("Gemm", "Conv"))
+                raise ConfigError(f"per-layer precision for {name!r}: it {what}; layers with "
+                                  f"weights (Gemm, Conv) can be set: {layers}")
+        self.tbits: dict[str, int] = {}       # activation -> its storage bits
+        self.node_bits: dict[str, int] = {}
+        self.node_ins: dict[str, list] = {}   # node -> the inputs it reads (converted copies)
+        self.orig: dict[str, str] = {}        # copy / quantized input -> calibrated tensor
         self.tensors: dict[str, Tensor] = {}
         self.scales: dict[str, np.ndarray] = {}
         self.layout: dict[str, tuple[int, int]] = {}
@@ -226,7 +239,41 @@ class _Lowering:
         """Activation tensor in storage type with its static scale."""
         if name not in self.tensors:
             self.add(name, self.shape(name), _sdt(self.bits))
+            self.tbits[name] = self.bits
         return name
+
+    def convert(self, x, bits):
+        """x as the current layer reads it: itself, or (once) a copy at the other width with
+        the scale calibration gives the tensor at that width."""
+        if self.tbits[x] == bits:
+            return x
+        y = f"{x}__q{bits}"
+        if y not in self.tensors:
+            src = self.orig.get(x, x)
+            s = self.act_scale_of(src, bits)
+            self.add(y, self.tensors[x].shape, _sdt(bits))
+            self.tbits[y], self.orig[y] = bits, src
+            self.set_scale(y, s)
+            mult, shift = fx.quantize_multiplier(self.a_scale(x) / s)
+            self.emit("act_convert", (x,), (y,), "convert " + x,
+                      {"n": self.tensors[y].size, "xbits": self.tbits[x], "bits": bits,
+                       "mult": mult, "shift": shift, "sat": self.site("output " + y)})
+        return y
+
+    def consumer_bits(self, tensor) -> int:
+        """Bits of the first layer that reads `tensor` through shape-only / elementwise ops
+        (the graph input is quantized at the width its first layer computes in)."""
+        seen = tensor
+        while True:
+            cons = self.g.consumers(seen)
+            if len(cons) != 1:
+                return self.q.bits
+            n = cons[0]
+            if n.op in ("Gemm", "Conv"):
+                return self.layer_bits.get(n.name, self.q.bits)
+            if n.op not in ("Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Reshape"):
+                return self.q.bits
+            seen = n.outputs[0]
 
     def set_scale(self, name, s):
         self.scales[name] = np.array([float(s)])
@@ -235,8 +282,10 @@ class _Lowering:
     def a_scale(self, name) -> float:
         return float(self.scales[name][0])
 
-    def emit(self, *a, **k):
-        self.calls.append(QCall(*a, **k))
+    def emit(self, fn, inputs, outputs, node, args=None, **k):
+        args = dict(args or {})
+        args.setdefault("bits", self.bits)
+        self.calls.append(QCall(fn, inputs, outputs, node, args, **k))
 
     # ---- parameters --------------------------------------------------------------------------
     def param(self, node, name, x_in=None):
@@ -275,20 +324,25 @@ class _Lowering:
         self.initial[name] = q
         return name
 
-    def act_scale_of(self, tensor) -> float:
+    def act_scale_of(self, tensor, bits=None) -> float:
         """A known scale (imported model) as given; else the calibrated range with headroom."""
-        if tensor in self.known:
+        bits = bits or self.bits
+        if tensor in self.known and bits == self.q.bits:
             return float(np.asarray(self.known[tensor]).reshape(-1)[0])
+        if tensor in self.known and tensor not in self.ranges:   # at the other width
+            return float(np.asarray(self.known[tensor]).reshape(-1)[0]) * \
+                ((1 << (self.q.bits - 1)) - 1) / ((1 << (bits - 1)) - 1)
         if tensor not in self.ranges:
             raise ConfigError(f"no scale for tensor {tensor!r}: pass calibration samples "
                               "(--calibration) or import a quantized model that has one")
-        return activation_scale(self.ranges[tensor] * self.headroom(tensor), self.q)
+        return activation_scale(self.ranges[tensor] * self.headroom(tensor, bits),
+                                replace(self.q, bits=bits))
 
-    def headroom(self, tensor) -> float:
+    def headroom(self, tensor, bits=None) -> float:
         """Range headroom of an activation the training changes (quantize.QuantConfig)."""
         if tensor not in self.downstream:
             return 1.0
-        h = self.q.act_headroom()
+        h = self.q.act_headroom(bits or self.bits)
         return max(h, self.q.logits_headroom) if tensor in self.g.outputs else h
 
     def mask_relu(self, node) -> bool:
@@ -321,10 +375,12 @@ class _Lowering:
                 "act_min": 0 if fused_relu else None}
 
     def forward(self):
-        g, bits = self.g, self.bits
+        g = self.g
         xin = g.inputs[0]
         qin = xin + "__q"
-        self.add(qin, self.shape(xin), _sdt(bits))
+        self.bits = self.consumer_bits(xin)
+        self.add(qin, self.shape(xin), _sdt(self.bits))
+        self.tbits[qin], self.orig[qin] = self.bits, xin
         self.set_scale(qin, self.act_scale_of(xin))
         self.set_scale(xin, self.a_scale(qin))
         self.emit("quantize", (xin,), (qin,), "input",
@@ -335,6 +391,16 @@ class _Lowering:
             ins = [self.alias.get(i, i) for i in n.inputs]
             y = n.outputs[0]
             op = n.op
+            if op in ("Gemm", "Conv"):
+                self.bits = self.layer_bits.get(n.name, self.q.bits)
+                ins[0] = self.convert(ins[0], self.bits)
+            elif op == "Add":
+                self.bits = max(self.tbits.get(i, self.q.bits) for i in ins)
+                ins = [self.convert(i, self.bits) if i in self.tbits else i for i in ins]
+            elif ins[0] in self.tbits:
+                self.bits = self.tbits[ins[0]]
+            self.node_bits[n.name], self.node_ins[n.name] = self.bits, list(ins)
+            bits = self.bits
             if op in ("Gemm", "Conv"):
                 x = ins[0]
                 if ins[1] not in self.p.tensors or self.p.tensors[ins[1]].role not in (
@@ -421,18 +487,29 @@ class _Lowering:
         self.emit("grad_quant", (src,), (gx,), node, {"n": self.tensors[gx].size},
                   exp=(self.evar(gx), terms, const, True))
 
-    def grad_target(self, gx, accumulate, node):
+    def grad_target(self, gx, accumulate, node, bits):
         """Where a contribution to gradient gx goes: gx itself, or a part joined afterwards."""
-        self.add(gx, self.p.tensors[gx].shape, _sdt(self.bits), TensorRole.GRADIENT)
+        self.add(gx, self.p.tensors[gx].shape, _sdt(bits), TensorRole.GRADIENT)
         if not accumulate:
             return gx, None
         self.part += 1
-        part = self.add(f"{gx}__part{self.part}", self.p.tensors[gx].shape, _sdt(self.bits),
+        part = self.add(f"{gx}__part{self.part}", self.p.tensors[gx].shape, _sdt(bits),
                         TensorRole.GRADIENT)
         return part, (lambda: self.emit(
             "grad_join", (gx, part), (gx,), node,
-            {"n": self.tensors[gx].size, "sat": self.site("grad " + gx)},
+            {"n": self.tensors[gx].size, "sat": self.site("grad " + gx), "bits": bits},
             exp=(self.evar(gx), (self.evar(gx), self.evar(part)), 0, False)))
+
+    def convert_grad(self, src, dst, node, from_bits, to_bits):
+        """The gradient of a width-converted copy, back at the width of its source tensor:
+        8 -> 16 exact (x256, exponent - 8), 16 -> 8 by the power of two that fits the max."""
+        n = self.tensors[dst].size
+        if to_bits == 16:
+            self.emit("grad_widen", (src,), (dst,), node, {"n": n, "bits": to_bits},
+                      exp=(self.evar(dst), (self.evar(src),), -8, False))
+        else:
+            self.emit("grad_narrow", (src,), (dst,), node, {"n": n, "bits": to_bits},
+                      exp=(self.evar(dst), (self.evar(src),), 0, True))
 
     def update(self, node, pname, acc, e_terms, x_in):
         """SGD on parameter pname from its gradient accumulator (scale s_x or 1, times 2^e)."""
@@ -509,13 +586,20 @@ class _Lowering:
         w + eps z never saturates and perturb / restore are exact integer adds. Update (QAS,
         the float-equivalent step): w_t -= lr * d / (2 eps_t s_t^2 n) * z with d = L+ - L- in
         Q24, or lr * sign(d) / (s_t n) * z for sign-SPSA, as c_t = tt_zo_coef(d) in 2^-16
-        LSB units and a stochastically rounded tt_zo_update."""
+        LSB units and a stochastically rounded tt_zo_update, applied for k = 0..n-1 after all
+        n pairs ran (as in fp32). --sam-rho: the pairs run at w + a, a = sum_k s_k sam_t[m] z_k
+        of the previous step (s_k = sign(d_k), m of them nonzero), added before and subtracted
+        after them — exact integer adds inside the guard band."""
         cfg, p = self.cfg, self.p
         # integer z: Rademacher +-1, or Irwin-Hall of 4 bytes (sd 147.8 = sqrt(21845), max 510);
         # eps is in LSBs per unit of z's sd, the estimate divides by the variance
         zmax, zsd = (1, 1.0) if cfg.zo_dist == "rademacher" else (510, math.sqrt(21845.0))
         n = int(cfg.perturbations)
         sign = cfg.zo_estimator == "sign"
+        # sharpness-aware point (zeroth_order.py): ascent c = rho / sqrt(m D) per unit of z
+        # along the m nonzero signs of the previous step, one integer step per (tensor, m)
+        rho = float(getattr(cfg, "zo_sam_rho", 0.0) or 0.0)
+        total = sum(self.tensors[q].size for q in p.fg_params)
         params = []
         for name in p.fg_params:
             t = self.tensors[name]
@@ -541,11 +625,23 @@ class _Lowering:
                     f"zo: eps {cfg.zo_eps:g} is {eps} LSB of {name!r} ({t.dtype}); capped at "
                     f"{cap} (a real perturbation of {cap * s * zsd:.3g})")
                 eps = cap
-            guard = eps * zmax
+            sam = ()
+            if rho:
+                sam = tuple(min(cap, int(round(rho / (math.sqrt(m * total) * s * zsd))))
+                            for m in range(1, n + 1))
+                if sam[-1] < 1:
+                    self.warnings.append(
+                        f"zo: the sharpness-aware ascent rho {rho:g} is "
+                        f"{rho / (math.sqrt(n * total) * s * zsd):.2f} LSB of {name!r} per "
+                        f"unit of z with {n} signs; it rounds to 0 there (raise --sam-rho)")
+            # the ascent is in place while the pairs run: the band covers both
+            guard = (eps + n * (sam[0] if sam else 0)) * zmax
             if wb <= 16 and guard > qmax // 4:
-                raise ConfigError(f"zo: the perturbation of {name!r} ({eps} LSB x {zmax}) takes "
-                                  f"more than a quarter of its {t.dtype} range; lower --eps "
-                                  "or use rademacher perturbations")
+                raise ConfigError(f"zo: the perturbation of {name!r} ({guard} LSB with eps "
+                                  f"{eps}{f' and ascent {sam[0]}' if sam else ''}) takes more "
+                                  f"than a quarter of its {t.dtype} range; lower --eps"
+                                  f"{' / --sam-rho' if sam else ''} or use rademacher "
+                                  "perturbations")
             lo, hi = -qmax + guard, qmax - guard
             self.initial[name] = np.clip(self.initial[name], lo, hi)
             # eps schedule: one (eps, mult, shift) row per halving h, eps_h = max(1, eps >> h);
@@ -560,8 +656,8 @@ class _Lowering:
             eps_t, mult, shift = zip(*rows)
             params.append({"name": name, "wbits": wb, "size": t.size, "eps": tuple(eps_t),
                            "lo": lo, "hi": hi, "mult": tuple(mult), "shift": tuple(shift),
-                           "sat": self.site("zo " + name)})
-        if self.bits == 8 and cfg.zo_eps < 5e-3:
+                           "sam": sam, "sat": self.site("zo " + name)})
+        if self.q.bits == 8 and cfg.zo_eps < 5e-3:
             self.warnings.append(
                 f"zo: eps {cfg.zo_eps:g} with int8 activations: the loss difference L+ - L- "
                 "is mostly activation rounding noise at this size; zo_eps around 1e-2 trains "
@@ -574,6 +670,7 @@ class _Lowering:
         logits = self.alias.get(p.logits, p.logits)
         m, sh = fx.quantize_multiplier(self.a_scale(logits))
         return {"n": n, "dist": 0 if cfg.zo_dist == "rademacher" else 1, "sign": sign,
+                "sam": bool(rho),
                 "halve_every": int(cfg.zo_eps_halve_every),
                 "halvings": int(cfg.zo_eps_halvings) if cfg.zo_eps_halve_every else 0,
                 "frac_bits": ZO_FRAC_BITS, "params": params,
@@ -582,13 +679,14 @@ class _Lowering:
                 "sat": self.site("zo loss difference")}
 
     def backward(self):
-        p, bits = self.p, self.bits
+        p = self.p
         self.part = 0
         steps = p.train_steps[len(p.forward_steps):]
         loss = steps[0]
         if len(loss.outputs) < 2:
             return
         logits = self.alias.get(p.logits, p.logits)
+        self.bits = bits = self.tbits[logits]
         g30 = self.add("loss__q30", self.shape(p.logits), "i32")
         m, sh = fx.quantize_multiplier(self.a_scale(logits))
         self.emit("softmax_xent", (logits, p.label), (g30,), "loss",
@@ -601,9 +699,10 @@ class _Lowering:
         node_of = {n.name: n for n in self.g.nodes}
         for s in steps[1:]:
             n = node_of[s.node]
+            self.bits = bits = self.node_bits[n.name]
             gy = s.inputs[0]
             saved = dict(zip(s.needs, s.inputs[1:]))
-            fx_in = [self.alias.get(i, i) for i in s.fwd_inputs]
+            fx_in = self.node_ins[n.name]
             target = s.fwd_inputs[s.wrt]
             ey = self.evar(gy)
             acc_dt = _adt(bits)
@@ -632,7 +731,12 @@ class _Lowering:
                 self.update(n.name, pname, acc, (ey,), x_in)
                 continue
             gx = s.outputs[0]
-            dst, join = self.grad_target(gx, s.accumulate, n.name)
+            primal, used = self.alias.get(target, target), fx_in[s.wrt]
+            if used != primal:     # the layer read a width-converted copy (per-layer bits)
+                dst, join = self.add(used + GRAD, self.shape(gx), _sdt(bits),
+                                     TensorRole.GRADIENT), None
+            else:
+                dst, join = self.grad_target(gx, s.accumulate, n.name, bits)
             size = self.tensors[dst].size
             if s.op in ("Gemm", "Conv"):
                 acc = self.add(gx + "__acc", self.shape(gx), acc_dt)
@@ -697,6 +801,12 @@ class _Lowering:
                 raise ExportError(f"internal: no fixed-point VJP for {s.op}")
             if join is not None:
                 join()
+            if used != primal:
+                tb = self.tbits[primal]
+                final, join = self.grad_target(gx, s.accumulate, n.name, tb)
+                self.convert_grad(dst, final, n.name, bits, tb)
+                if join is not None:
+                    join()
 
     def run(self) -> FixedProgram:
         fwd = self.forward()

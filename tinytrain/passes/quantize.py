@@ -49,8 +49,8 @@ class QuantConfig:
     act_headroom_16: float = 8.0
     logits_headroom: float = 4.0
 
-    def act_headroom(self) -> float:
-        return self.act_headroom_8 if self.bits == 8 else self.act_headroom_16
+    def act_headroom(self, bits: int | None = None) -> float:
+        return self.act_headroom_8 if (bits or self.bits) == 8 else self.act_headroom_16
     calibration_samples: int = 512
     # zo (SPSA) with 8-bit activations: bits of the perturbed weights. 16 = the 16w8a format
     # (int16 weights, int8 activations, mixed kernels), the default: an 8-bit weight cannot
@@ -59,6 +59,10 @@ class QuantConfig:
     # Keep a ReLU output for the backward pass as a 1-bit mask (y > 0) where nothing else in
     # the backward pass reads it: exact, 1 bit instead of 8 / 16 per element.
     relu_mask: bool = False
+    # Per-layer precision: ((node name, 8 | 16), ...) for Gemm / Conv layers whose weights and
+    # output are stored at other than `bits`; tensors crossing between widths are copied by
+    # tt_act_convert_q (and their gradients converted back).
+    layer_bits: tuple = ()
 
     def __post_init__(self):
         if self.bits not in (8, 16):
@@ -73,6 +77,10 @@ class QuantConfig:
                               f"{' or '.join(ROUNDINGS)}")
         if self.zo_weight_bits not in (8, 16):
             raise ConfigError(f"zo weight bits must be 8 or 16, got {self.zo_weight_bits}")
+        for item in self.layer_bits:
+            if len(item) != 2 or item[1] not in (8, 16):
+                raise ConfigError(f"per-layer precision must be (layer, 8 | 16) pairs, got "
+                                  f"{item!r}")
         if not self.trainable_headroom >= 1.0:
             raise ConfigError(f"trainable_headroom must be >= 1, got {self.trainable_headroom}")
 

@@ -7,6 +7,7 @@ batch and zero the gradients again, so batch N in C is N single-sample passes.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
@@ -70,6 +71,9 @@ class TrainConfig:
     # zo only (ElasticZO-style hybrid): the last N layers with parameters train by backprop
     # from the unperturbed pass, the earlier trainable layers by zo.
     hybrid_bp_layers: int = 0
+    # zo only: sharpness-aware point — the losses of step t are taken at w + a, a step of
+    # L2 length ~rho along the signs of step t-1's estimate (passes/zeroth_order.py); 0: off
+    zo_sam_rho: float = 0.0
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -89,6 +93,12 @@ class TrainConfig:
         if self.hybrid_bp_layers and self.algo != "zo":
             raise ConfigError("hybrid_bp_layers combines zo with backprop for the last layers; "
                               f"it needs algo 'zo', not {self.algo!r}")
+        if not (self.zo_sam_rho >= 0 and math.isfinite(self.zo_sam_rho)):
+            raise ConfigError(f"zo_sam_rho (--sam-rho) must be a finite value >= 0, got "
+                              f"{self.zo_sam_rho}")
+        if self.zo_sam_rho and self.algo != "zo":
+            raise ConfigError("zo_sam_rho (--sam-rho) moves the points zo evaluates its losses "
+                              f"at; it needs algo 'zo', not {self.algo!r}")
         if self.algo in ("zo", "jvp"):
             if self.optimizer not in ("sgd", "momentum"):
                 raise ConfigError(f"{self.algo} training supports the sgd and momentum "
@@ -317,7 +327,7 @@ def _hybrid_program(graph: Graph, cfg: TrainConfig, trainable) -> TrainingProgra
         raise ConfigError(f"hybrid_bp_layers={n} covers every trainable parameter: nothing "
                           "is left for zo; use algo bp")
     sub = build_training_program(graph, replace(cfg, algo="bp", trainable=bp,
-                                                hybrid_bp_layers=0))
+                                                hybrid_bp_layers=0, zo_sam_rho=0.0))
     tensors = dict(sub.tensors)
     for p in zo:
         for st in state_names(cfg.optimizer):
