@@ -84,3 +84,28 @@ def test_generated_project_builds_with_its_makefile(tmp_path):
     assert r.returncode == 0, r.stderr
     r = subprocess.run(["./tt_demo"], cwd=out, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "arena" in r.stdout
+
+
+def test_export_int8_with_a_wide_layer_then_simulate(tmp_path, device_npz, capsys):
+    out = tmp_path / "q"
+    assert main(["export", str(MODELS / "mlp.onnx"), "-o", str(out), "--precision", "int8",
+                 "--calibration", str(device_npz), "--layer-precision", "/3/Gemm=int16",
+                 "--trainable", "last:1", "--lr", "0.05"]) == 0
+    text = capsys.readouterr().out
+    assert "int8 vs fp32" in text and "RAM total" in text
+    import json
+    man = json.loads((out / "tt_manifest.json").read_text())
+    assert man["quantization"]["layer_bits"] == {"/3/Gemm": 16}
+    assert main(["simulate", str(out), "--data", str(device_npz), "--epochs", "1"]) == 0
+    assert "test acc" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--precision", "int8", "--layer-precision", "/3/Gemm"], "expected LAYER=int8"),
+    (["--precision", "int8", "--layer-precision", "/2/Relu=int16"], "Relu node"),
+    (["--layer-precision", "/3/Gemm=int16"], "fixed-point export"),
+])
+def test_layer_precision_errors_are_clear(tmp_path, device_npz, capsys, args, msg):
+    cal = ["--calibration", str(device_npz)] if "int8" in args else []
+    assert main(["export", str(MODELS / "mlp.onnx"), "-o", str(tmp_path / "p")] + args + cal) == 2
+    assert msg in capsys.readouterr().err

@@ -278,7 +278,12 @@ def cmd_export(args):
         kw["quant"] = QuantConfig(bits=int(args.precision[3:]), calibration=args.calib_method,
                                   percentile=args.percentile, per_channel=not args.per_tensor,
                                   rounding=args.rounding, zo_weight_bits=args.zo_weight_bits,
-                                  relu_mask=args.relu_mask)
+                                  relu_mask=args.relu_mask,
+                                  layer_bits=_layer_bits(args.layer_precision))
+    elif args.layer_precision:
+        raise TinytrainError(f"--layer-precision mixes int8 and int16 layers in a fixed-point "
+                             f"export; with --precision {args.precision} every layer is "
+                             f"{args.precision}. Use --precision int8 or int16.")
     res, program, plan = export(args.model, args.output, cfg, precision=args.precision,
                                 algo=args.algo, **kw)
     con.print(f"wrote {len(res.files)} files to {res.out_dir}/ "
@@ -289,6 +294,19 @@ def cmd_export(args):
     if args.precision != "fp32":
         con.print(precision_table(args.model, cfg, args.precision, plan))
     return 0
+
+
+def _layer_bits(items) -> tuple:
+    """--layer-precision LAYER=int8|int16 (the node name may itself contain '=')."""
+    out = []
+    for item in items:
+        name, sep, width = item.rpartition("=")
+        bits = {"int8": 8, "8": 8, "int16": 16, "16": 16}.get(width.strip().lower())
+        if not sep or not name or bits is None:
+            raise TinytrainError(f"--layer-precision {item!r}: expected LAYER=int8 or "
+                                 "LAYER=int16 (LAYER is the ONNX node name)")
+        out.append((name, bits))
+    return tuple(out)
 
 
 def precision_table(model, cfg, precision, plan):
@@ -430,6 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8 with --algo zo: bits of the perturbed weights; 16 = the 16w8a "
                         "format (int16 weights, int8 activations; default), 8 = 8w8a (updates "
                         "below one LSB; warned about)")
+    s.add_argument("--layer-precision", action="append", default=[], metavar="LAYER=BITS",
+                   help="int8/int16: store one Gemm / Conv layer (ONNX node name, as `tinytrain "
+                        "inspect` lists them) at int8 or int16, e.g. --layer-precision "
+                        "/3/Gemm=int16 in an int8 model; repeatable. Tensors crossing widths "
+                        "are converted (and their gradients)")
     s.add_argument("--relu-mask", action="store_true",
                    help="int8/int16: keep a ReLU output for the backward pass as 1 bit per "
                         "element where nothing else needs it (exact; e.g. DS-CNN bias training: "
