@@ -188,6 +188,34 @@ class _CEmit:
         elif fn == "add_bwd":
             T.append(("try", f"tt_add_bwd{sfx}(&{self.bcast(c.node, a)}, {ins[0]}, {out}, "
                              f"{a['which']}, 0)"))
+        elif fn in ("act_fwd", "act_code_fwd"):
+            tab = a["table"]
+            key = self.names("lut:" + c.node).replace("lut_", "", 1)
+            if bits == 8:
+                lut = self.const(f"k_lut_{key}", f"static const int8_t k_lut_{key}[256] = "
+                                 f"{{\n    {_int_array(tab.table)}\n}};")
+            else:
+                arr = self.const(f"k_lutv_{key}", f"static const uint16_t k_lutv_{key}"
+                                 f"[{len(tab.table)}] = {{\n    {_int_array(tab.table)}\n}};")
+                lut = "&" + self.const(f"k_lut_{key}", f"static const tt_act_lut16 k_lut_{key} = "
+                                       f"{{ {arr}, {tab.n_seg}, {tab.mult}, {tab.shift} }};")
+            if fn == "act_fwd":
+                T.append(("try", f"tt_{a['fn']}_fwd{sfx}({lut}, {ins[0]}, {out}, {a['n']})"))
+            else:
+                cd = a["codes"]
+                src = cd.code_table if bits == 8 else cd.thresholds
+                ct = "uint8_t" if bits == 8 else "int32_t"
+                cname = self.const(f"k_code_{key}", f"static const {ct} k_code_{key}[{len(src)}] = "
+                                   f"{{\n    {_int_array(src)}\n}};")
+                T.append(("try", f"tt_{a['fn']}_code_fwd{sfx}({lut}, {cname}, {ins[0]}, {out}, "
+                                 f"{P(c.outputs[1])}, {a['n']}, {cd.k})"))
+        elif fn == "act_bwd_x":
+            T.append(("try", f"tt_{a['fn']}_bwd_x{sfx}({ins[0]}, {ins[1]}, {out}, {a['n']})"))
+        elif fn == "act_bwd_x_code":
+            cd = a["codes"]
+            lv = self.i32_table("levels_" + c.node, cd.levels)
+            T.append(("try", f"tt_{a['fn']}_bwd_x_code{sfx}({ins[0]}, {ins[1]}, {lv}, {out}, "
+                             f"{a['n']}, {cd.k})"))
         elif fn == "act_convert":
             T.append(("try", f"tt_act_convert_q({ins[0]}, {a['xbits']}, {out}, {bits}, {a['n']}, "
                              f"{a['mult']}, {a['shift']}, {self.sat(a)})"))

@@ -279,6 +279,7 @@ def cmd_export(args):
                                   percentile=args.percentile, per_channel=not args.per_tensor,
                                   rounding=args.rounding, zo_weight_bits=args.zo_weight_bits,
                                   relu_mask=args.relu_mask,
+                                  fewbit_codes=args.few_bit_backward,
                                   layer_bits=_layer_bits(args.layer_precision))
     elif args.layer_precision:
         raise TinytrainError(f"--layer-precision mixes int8 and int16 layers in a fixed-point "
@@ -457,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8/int16: keep a ReLU output for the backward pass as 1 bit per "
                         "element where nothing else needs it (exact; e.g. DS-CNN bias training: "
                         "arena 14.8 KB -> 11.3 KB)")
+    s.add_argument("--few-bit-backward", type=int, default=0, choices=[0, 1, 2, 3, 4],
+                   metavar="K",
+                   help="int8/int16: keep a Sigmoid / Tanh output for the backward pass as a "
+                        "K-bit code (1..4) of its input's interval where nothing else needs it "
+                        "(Few-Bit Backward: piecewise-constant derivative, RMS error halves per "
+                        "bit; 0 = keep the output, exact; default)")
     s.add_argument("--rounding", default="stochastic", choices=["stochastic", "nearest"],
                    help="int8/int16: rounding of the integer weight updates (stochastic is "
                         "unbiased: updates below one LSB still happen on average)")

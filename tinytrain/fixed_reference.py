@@ -8,6 +8,7 @@ import numpy as np
 from .errors import NumericFaultError, ShapeError, TinytrainError
 from .ir import TensorRole
 from .numerics import fixed as fx
+from .numerics import qact as qa
 from .numerics import qkernels as qk
 from .numerics.prng import Pcg32, stream_id
 from .passes.lower_fixed import UPDATE_STREAM
@@ -136,6 +137,18 @@ class FixedTrainer:
             elif fn == "add_bwd":
                 out = qk.add_bwd(a["dims"], (a["sa"], a["sb"])[a["which"]], ins[0], a["len"],
                                  bits=bits)
+            elif fn == "act_fwd":
+                out = getattr(qa, a["fn"] + "_fwd")(a["table"], ins[0])
+            elif fn == "act_code_fwd":
+                y, codes = getattr(qa, a["fn"] + "_code_fwd")(a["table"], a["codes"], ins[0])
+                env[c.outputs[0]], env[c.outputs[1]] = y, codes.astype(np.uint8)
+                continue
+            elif fn == "act_bwd_x":
+                out = getattr(qa, a["fn"] + "_bwd_x")(ins[0], ins[1], bits)
+            elif fn == "act_bwd_x_code":
+                k = a["codes"].k
+                out = getattr(qa, a["fn"] + "_bwd_x_code")(ins[0], ins[1], a["codes"].levels, k,
+                                                          bits)
             elif fn == "act_convert":
                 out, n = qk.act_convert(ins[0], a["xbits"], bits, a["mult"], a["shift"])
                 sat[a["sat"]] += n

@@ -30,13 +30,14 @@ import numpy as np
 from ..errors import ConfigError, ExportError
 from ..ir import Tensor, TensorRole
 from ..numerics import fixed as fx
+from ..numerics import qact
 from ..ops.geometry import bcast4, conv_geometry, pool_geometry, spatial
 from .quantize import (QuantConfig, activation_scale, calibrate, quantize_values, relu_only,
                        weight_scales)
 from .training import GRAD, TrainConfig, build_training_program
 
-FIXED_OPS = ("Gemm", "Conv", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Add",
-             "Reshape")
+FIXED_OPS = ("Gemm", "Conv", "Relu", "Sigmoid", "Tanh", "MaxPool", "AveragePool",
+             "GlobalAveragePool", "Add", "Reshape")
 AVG_FRAC_BITS = 16
 ZO_FRAC_BITS = 16            # zo update coefficient: 2^-16 weight LSBs per unit of z
 UPDATE_STREAM = 0xFFFFFFFF   # PRNG stream k of the stochastic rounding draws of step t
@@ -201,6 +202,8 @@ class _Lowering:
         self.calls: list[QCall] = []
         self.warnings: list[str] = []
         self.masks: dict[str, str] = {}       # ReLU output -> its 1-bit mask (--relu-mask)
+        self.codes: dict[str, tuple] = {}     # Sigmoid/Tanh output -> (codes, ActCodes)
+        self.tables: dict[str, object] = {}   # Sigmoid/Tanh node -> its qact.ActTable
         self.trainable = set(program.trainable)
         self.zo = cfg.algo == "zo"
         # the parameters zo perturbs (a hybrid program trains its last layers by backprop)
@@ -345,14 +348,16 @@ class _Lowering:
         h = self.q.act_headroom(bits or self.bits)
         return max(h, self.q.logits_headroom) if tensor in self.g.outputs else h
 
-    def mask_relu(self, node) -> bool:
-        """--relu-mask: the ReLU's output is read by the backward pass only through its own
-        VJP (y > 0), so a packed bit per element replaces it there."""
-        if not self.q.relu_mask:
-            return False
+    def only_own_vjp_reads(self, node) -> bool:
+        """The node's output is read by the backward pass only through the node's own VJP,
+        so a compressed form can replace it there (--relu-mask, --few-bit-backward)."""
         y = node.outputs[0]
         readers = [s for s in self.p.train_steps if s.kind == "vjp" and y in s.inputs[1:]]
-        return bool(readers) and all(s.node == node.name and s.op == "Relu" for s in readers)
+        return bool(readers) and all(s.node == node.name and s.op == node.op for s in readers)
+
+    def mask_relu(self, node) -> bool:
+        """--relu-mask: a ReLU's output is needed only as y > 0: one packed bit per element."""
+        return self.q.relu_mask and self.only_own_vjp_reads(node)
 
     def wbits(self, node) -> int:
         """Weight bits of a layer: 16 for a zo-trained layer of an int8 model in the 16w8a
@@ -448,6 +453,8 @@ class _Lowering:
                     pp = pool_params(n, self.shape(n.inputs[0]), self.shape(y))
                     self.emit("maxpool2d_fwd" if op == "MaxPool" else "avgpool2d_fwd", (x,), (y,),
                               n.name, {"pool": pp})
+            elif op in ("Sigmoid", "Tanh"):
+                self.lut_act(n, ins[0], y)
             elif op == "Add":
                 a, b = ins[0], ins[1]
                 for t in (a, b):
@@ -466,6 +473,27 @@ class _Lowering:
                            "act_min": 0 if relu_only(g, y) else None,
                            "sat": self.site("output " + y)})
         return list(self.calls)
+
+    def lut_act(self, node, x, y):
+        """Sigmoid / Tanh: a table of the input scale; the output scale is fixed by the
+        function (2^-(bits-1), numerics/qact.py). With --few-bit-backward K the forward also
+        writes K-bit interval codes, which the backward reads instead of y."""
+        fn, bits = node.op.lower(), self.bits
+        tab = qact.build_act_table(fn, self.a_scale(x), bits)
+        self.tables[node.name] = tab
+        self.set_scale(y, tab.y_scale)
+        self.act(y)
+        size = self.tensors[y].size
+        args = {"fn": fn, "n": size, "table": tab}
+        k = self.q.fewbit_codes
+        if k and self.only_own_vjp_reads(node):
+            codes = qact.build_act_codes(fn, self.a_scale(x), bits, k)
+            c = self.add(y + "__codes", (qact.code_bytes(size, k),), "u8")
+            self.codes[y] = (c, codes)
+            self.emit("act_code_fwd", (x,), (y, c), node.name, {**args, "codes": codes},
+                      kind="fwd", op=node.op)
+        else:
+            self.emit("act_fwd", (x,), (y,), node.name, args, kind="fwd", op=node.op)
 
     # ---- backward ----------------------------------------------------------------------------
     def to_grad(self, node, acc, gx, factor, e_terms):
@@ -764,6 +792,18 @@ class _Lowering:
                     self.emit("relu_bwd_x", (gy, self.alias.get(y, y)), (dst,), n.name,
                               {"n": size}, exp=(self.evar(dst), (ey,), 0, False), kind="vjp",
                               op="Relu")
+            elif s.op in ("Sigmoid", "Tanh"):
+                y = self.alias.get(saved[-1], saved[-1])
+                acc = self.add(gx + "__acc", self.shape(gx), acc_dt)
+                fn = s.op.lower()
+                if y in self.codes:
+                    c, codes = self.codes[y]
+                    self.emit("act_bwd_x_code", (gy, c), (acc,), n.name,
+                              {"fn": fn, "n": size, "codes": codes})
+                else:
+                    self.emit("act_bwd_x", (gy, y), (acc,), n.name, {"fn": fn, "n": size})
+                self.emit("grad_quant", (acc,), (dst,), n.name, {"n": size},
+                          exp=(self.evar(dst), (ey,), qact.bwd_exponent(fn, bits), True))
             elif s.op == "MaxPool":
                 pp = pool_params(n, self.shape(s.fwd_inputs[0]), self.shape(n.outputs[0]))
                 self.emit("maxpool2d_bwd_x", (gy, self.alias.get(saved[0], saved[0])), (dst,),

@@ -63,6 +63,10 @@ class QuantConfig:
     # output are stored at other than `bits`; tensors crossing between widths are copied by
     # tt_act_convert_q (and their gradients converted back).
     layer_bits: tuple = ()
+    # Few-Bit Backward (Novikov et al. 2022): keep a Sigmoid / Tanh output for the backward
+    # pass as a k-bit code of the input's interval (1..4; 0 = keep the output itself); the
+    # derivative becomes piecewise constant (numerics/qact.py: RMS error halves per bit).
+    fewbit_codes: int = 0
 
     def __post_init__(self):
         if self.bits not in (8, 16):
@@ -81,6 +85,9 @@ class QuantConfig:
             if len(item) != 2 or item[1] not in (8, 16):
                 raise ConfigError(f"per-layer precision must be (layer, 8 | 16) pairs, got "
                                   f"{item!r}")
+        if self.fewbit_codes not in (0, 1, 2, 3, 4):
+            raise ConfigError(f"few-bit backward codes take 1..4 bits (0 = off), got "
+                              f"{self.fewbit_codes}")
         if not self.trainable_headroom >= 1.0:
             raise ConfigError(f"trainable_headroom must be >= 1, got {self.trainable_headroom}")
 
