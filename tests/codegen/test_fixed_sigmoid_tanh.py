@@ -14,6 +14,8 @@ from tinytrain.pipeline import export
 from tinytrain.reference import ReferenceTrainer
 from tinytrain.sim.host import HostModel
 
+from .fixed_lockstep import lockstep
+
 STEPS = 100
 
 
@@ -58,12 +60,7 @@ def test_sigmoid_tanh_training_bit_exact_100_steps(tmp_path, data, model, bits, 
         ("act_fwd" in fns and "act_bwd_x" in fns and "act_code_fwd" not in fns)
     c, ref = HostModel(res.out_dir), FixedTrainer(fp)
     x, y = data["x_train"], data["y_train"]
-    for i in range(STEPS):
-        assert c.train_step(x[i], y[i]) == ref.train_step(x[i], y[i]), f"loss at step {i}"
-        rc, rp = c.raw_params, ref.raw_params
-        for p in rp:
-            np.testing.assert_array_equal(rc[p], rp[p], err_msg=f"{p} after step {i}")
-        assert c.saturations == ref.saturations
+    lockstep(c, ref, x, y, STEPS)
     np.testing.assert_array_equal(c.infer(x[:16]), ref.infer(x[:16]))
 
 

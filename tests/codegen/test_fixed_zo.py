@@ -15,6 +15,8 @@ from tinytrain.passes.quantize import QuantConfig
 from tinytrain.pipeline import export
 from tinytrain.sim.host import HostModel
 
+from .fixed_lockstep import lockstep
+
 MODELS = Path(__file__).resolve().parents[2] / "examples" / "digits" / "models"
 STEPS = 100
 
@@ -42,14 +44,7 @@ def test_zo_c_matches_numpy_bit_for_bit_100_steps(tmp_path, data, name, precisio
                                                   trainable):
     res, fp, plan = _export(tmp_path, data, name, precision, trainable, wbits,
                             perturbations=2, zo_dist="rademacher" if name != "cnn" else "gaussian")
-    c, ref = HostModel(res.out_dir), FixedTrainer(fp)
-    x, y = data["x_train"], data["y_train"]
-    for i in range(STEPS):
-        assert c.train_step(x[i], y[i]) == ref.train_step(x[i], y[i]), f"loss at step {i}"
-        rc, rp = c.raw_params, ref.raw_params
-        for k in rp:
-            np.testing.assert_array_equal(rc[k], rp[k], err_msg=f"{k} after step {i}")
-        assert c.saturations == ref.saturations
+    rp = _lockstep(res, fp, data, STEPS)
     moved = [k for k in fp.trainable if not np.array_equal(rp[k].reshape(-1), fp.initial[k].reshape(-1))]
     assert moved
     # the perturbed weights have the format asked for
@@ -104,15 +99,8 @@ def test_eps_schedule_bit_exact_and_halving(tmp_path, data):
 
 
 def _lockstep(res, fp, data, steps):
-    c, ref = HostModel(res.out_dir), FixedTrainer(fp)
-    x, y = data["x_train"], data["y_train"]
-    for i in range(steps):
-        assert c.train_step(x[i], y[i]) == ref.train_step(x[i], y[i]), f"loss at step {i}"
-        rc, rp = c.raw_params, ref.raw_params
-        for k in rp:
-            np.testing.assert_array_equal(rc[k], rp[k], err_msg=f"{k} after step {i}")
-        assert c.saturations == ref.saturations
-    return rp
+    return lockstep(HostModel(res.out_dir), FixedTrainer(fp), data["x_train"], data["y_train"],
+                    steps)
 
 
 @pytest.mark.parametrize("name,precision,trainable", [("mlp", "int8", "all"),
