@@ -15,8 +15,8 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ExportError
-from ..passes.lower_fp16 import (COEF, COS_PI_COEFFS, LOSS_OUT, LR, MU, PI_F32, ZSTATE, Call,
-                                 Fp16Program, Ref, Struct, Sym, lower_fp16)
+from ..passes.lower_fp16 import (COEF, COS_PI_COEFFS, DL_OUT, LOSS_OUT, LR, MU, PI_F32, STREAM,
+                                 ZSTATE, Call, Fp16Program, Gen, Ref, Struct, Sym, lower_fp16)
 from .cfloat import c_float
 from .emit import (MANIFEST, EmitCtx, EmitResult, _runtime_files, checkpoint_bytes, file_banner,
                    placement_note, prepare_out_dir, render, write_project)
@@ -82,12 +82,15 @@ def _opt_state_layout(lp: Fp16Program) -> dict:
 def _comment(c: Call, plan) -> str:
     what = {"cast": "input float -> half", "fwd": "forward", "loss": "loss",
             "vjp": f"backward wrt input {c.wrt}", "update": f"{c.op} update",
-            "zo": f"zo {c.op.lower()}"}[c.kind]
+            "zo": f"zo {c.op.lower()}", "gen": "tangent generator at its first draw",
+            "tangent": "parameter tangent, drawn, as halves", "jvp": "tangent",
+            "loss_jvp": "dL.v in fp32"}[c.kind]
     if c.kernel == "view":
         what += ", a view: same bytes, nothing to do"
     elif c.accumulate:
         what += ", accumulating"
-    return f"{c.node} ({c.op}, {what}): {placement_note(c.outputs, plan)}".replace("*/", "* /")
+    note = placement_note(c.outputs, plan)
+    return f"{c.node} ({c.op}, {what}){': ' + note if note else ''}".replace("*/", "* /")
 
 
 class _Printer:
@@ -99,6 +102,8 @@ class _Printer:
             return "NULL"
         if isinstance(a, Ref):
             return self.ctx.ptr(a.name)
+        if isinstance(a, Gen):
+            return "&" + a.var
         if isinstance(a, Struct):
             vals = ["{" + ", ".join(map(str, v)) + "}" if isinstance(v, tuple) else str(v)
                     for v in a.values]
@@ -113,12 +118,18 @@ class _Printer:
             return "a"
         if a is MU:
             return "mu"
+        if a is STREAM:
+            return "stream"
+        if a is DL_OUT:
+            return "&dl"
         if isinstance(a, Sym):
             raise ExportError(f"internal: unknown run-time argument {a.name!r}")
         if isinstance(a, (np.floating, float)):
             return c_float(a)
         if isinstance(a, (bool, np.bool_)):
             raise ExportError("internal: boolean kernel argument")
+        if isinstance(a, np.unsignedinteger):   # seeds, draw counts: unsigned C literals
+            return f"{int(a)}u"
         return str(int(a))
 
     def call(self, c: Call) -> list[str]:
@@ -179,20 +190,26 @@ def emit_context_fp16(lp: Fp16Program, *, model_hash: int, command: str) -> dict
         loss = {"comment": _comment(ls, plan), "call": pr.call(ls)[0]}
         backward = calls(lp.sample_calls[1:])
     updates = [{"comment": _comment(u, plan), "call": pr.call(u)[0]} for u in lp.update_calls]
-    zo = fg = None
+    zo = fg = jvp = None
+    one = lambda cl: [{"comment": _comment(c, plan), "call": pr.call(c)[0]}  # noqa: E731
+                      for c in cl]
+    if lp.fg is not None:
+        f = lp.fg
+        fg = {"n": f.n, "seed": f.seed, "params": list(f.params), "n_f": c_float(f.n_f),
+              "sign": f.sign, "momentum": None if f.momentum is None else c_float(f.momentum),
+              "update_calls": one(f.update), "apply_calls": one(f.apply),
+              # the C of FgSpec.coef's scale: ZoSpec.scale / batch_f
+              "scale": "(2.0f * eps * (float)TT_BATCH)" if lp.zo else "(float)TT_BATCH",
+              "scale_doc": "(2 eps batch)" if lp.zo else "batch",
+              "dsum_doc": ("sum over the batch of L+ - L-" if lp.zo
+                           else "sum over the batch of dL . v (fp32)")}
     if lp.zo is not None:
         zs = lp.zo
-        one = lambda cl: [{"comment": _comment(c, plan), "call": pr.call(c)[0]}  # noqa: E731
-                          for c in cl]
-        zo = {"n": zs.n, "seed": zs.seed, "eps": c_float(zs.eps), "denom": c_float(zs.denom),
-              "n_f": c_float(zs.n_f), "sign": zs.sign,
-              "momentum": None if zs.momentum is None else c_float(zs.momentum),
-              "dist": "TT_ZO_GAUSS" if zs.dist else "TT_ZO_RADEMACHER",
+        zo = {"eps": c_float(zs.eps), "halve_every": zs.halve_every, "halvings": zs.halvings,
               "perturb_calls": one(zs.perturb), "restore_calls": one(zs.restore),
-              "update_calls": one(zs.update),
-              "apply_calls": one(zs.apply),
               "loss": {"comment": _comment(zs.loss, plan), "call": pr.call(zs.loss)[0]}}
-        fg = {"n": zs.n, "seed": zs.seed, "params": list(zs.params)}
+    if lp.jvp is not None:
+        jvp = {"calls": calls(lp.jvp.calls), "gens": list(lp.jvp.gens)}
 
     params = []
     for name in lp.params + tuple(n for n in lp.init if n not in lp.params):
@@ -212,9 +229,9 @@ def emit_context_fp16(lp: Fp16Program, *, model_hash: int, command: str) -> dict
             "fp16_state": lp.fp16_state}
     return {
         "banner": banner, "model_hash": model_hash, "loss": "SoftmaxCrossEntropy",
-        "training": lp.training, "algo": "zo" if zo else "bp", "backprop": zo is None,
-        "fg": fg, "zo": zo,
-        "jvp": None, "input_size": in_t.size, "input_shape": list(in_t.shape),
+        "training": lp.training, "algo": "zo" if zo else "jvp" if jvp else "bp",
+        "backprop": fg is None, "fg": fg, "zo": zo, "jvp": jvp, "input_size": in_t.size,
+        "input_shape": list(in_t.shape),
         "output_size": out_t.size, "output_shape": list(out_t.shape), "batch": int(cfg.batch),
         "params": params,
         "trainable_floats": sum(p["size"] for p in params if p["trainable"]),
@@ -248,6 +265,10 @@ dropped, the weights are untouched and `tt_train_step` returns `TT_ERR_NAN`."""
 _NONFINITE_ZO = """zo: the perturbed halves are half(master + eps z) and the restore is half(master), exact; the
 update is applied to the fp32 masters. A NaN/Inf perturbed loss drops the batch with the weights
 restored, and `tt_train_step` returns `TT_ERR_NAN`. The loss scale is unused (no gradients)."""
+_NONFINITE_JVP = """jvp: tangents are halves beside the activations (each rounded once, when stored),
+dL.v is fp32, and the update is applied to the fp32 masters. A NaN/Inf loss or dL.v (e.g. a
+tangent that overflows the half range) drops the batch with the weights untouched, and
+`tt_train_step` returns `TT_ERR_NAN`. The loss scale is unused (no gradients)."""
 
 
 def emit_project_fp16(program, out_dir, *, model_hash: int, command: str = "",
@@ -268,7 +289,8 @@ def emit_project_fp16(program, out_dir, *, model_hash: int, command: str = "",
                 else "No master weights: updates apply to the halves."),
         state=("\nMomentum state: " + ("halves." if lp.fp16_state else "fp32.")
                if lp.config.optimizer == "momentum" else ""),
-        nonfinite=_NONFINITE_ZO if lp.zo is not None else _NONFINITE_BP)
+        nonfinite=(_NONFINITE_ZO if lp.zo is not None else _NONFINITE_JVP if lp.jvp is not None
+                   else _NONFINITE_BP))
     files = write_project(out, old_files, rendered, _runtime_files("fp16"))
     cfg = lp.config
     manifest = {
@@ -289,8 +311,13 @@ def emit_project_fp16(program, out_dir, *, model_hash: int, command: str = "",
                  "momentum_state": (("f16" if lp.fp16_state else "f32")
                                     if cfg.optimizer == "momentum" else None)},
         "zo": None if lp.zo is None else {
-            "perturbations": lp.zo.n, "eps": cfg.zo_eps, "dist": cfg.zo_dist,
-            "estimator": cfg.zo_estimator, "seed": lp.zo.seed, "params": list(lp.zo.params)},
+            "perturbations": lp.zo.fg.n, "eps": cfg.zo_eps, "dist": cfg.zo_dist,
+            "estimator": cfg.zo_estimator, "seed": lp.zo.fg.seed, "params": list(lp.zo.fg.params),
+            "eps_halve_every": lp.zo.halve_every, "eps_halvings": lp.zo.halvings},
+        "jvp": None if lp.jvp is None else {
+            "perturbations": lp.jvp.fg.n, "dist": cfg.zo_dist, "estimator": cfg.zo_estimator,
+            "seed": lp.jvp.fg.seed, "params": list(lp.jvp.fg.params),
+            "tangent_dtype": "f16"},
         "sources": sorted(f for f in files if f.endswith(".c") and f != "main.c"),
         "files": sorted(files),
     }

@@ -7,7 +7,8 @@ arena, so a wrong arena plan shows up as a difference instead of being reproduce
 
 ``Fp16Trainer`` has the executor interface of HostModel and ReferenceTrainer (``train_step``,
 ``infer``, ``params``), so trainloop.fit drives it as well; the step / sample / nonfinite
-counters and the NaN contract follow tt_train_step exactly.
+counters and the NaN contract follow tt_train_step exactly. For jvp programs
+``directional_derivative`` returns one pass's (loss, dL.v) without changing anything.
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from .ir import TensorRole
 from .numerics import fp16_kernels as hk
 from .numerics.fp16 import all_finite_f16, f16_to_f32, f32_to_f16
 from .numerics.prng import Pcg32, stream_id
-from .passes.lower_fp16 import (COEF, CONV_FIELDS, LOSS_OUT, LR, MU, POOL_FIELDS, ZSTATE,
-                                Fp16Program, Ref, Struct, lower_fp16, lr_at)
+from .passes.lower_fp16 import (COEF, CONV_FIELDS, DL_OUT, LOSS_OUT, LR, MU, POOL_FIELDS, STREAM,
+                                ZSTATE, FgSpec, Fp16Program, Gen, Ref, Struct, lower_fp16, lr_at)
+from .passes.zeroth_order import eps_at
 
 _NP = {"f16": np.uint16, "f32": np.float32, "i32": np.int32}
 
@@ -192,6 +194,49 @@ def _zo_mom_acc(v32):
     return f
 
 
+def _k_tangent_init(a, env):
+    gen, seed, stream, skip, dist = a
+    return {gen: hk.TangentGen(seed, stream, skip, dist)}
+
+
+def _k_tangent_fill(a, env):
+    gen, v, n = a
+    return {v: hk.tangent_fill(env[gen], n)}
+
+
+def _opt(env, name):
+    return None if name is None else env[name]
+
+
+def _k_gemm_jvp(a, env):
+    x, tx, w, ty, n, k, m, vw, vb = a
+    return {ty: hk.gemm_jvp(_opt(env, x), _opt(env, tx), _opt(env, w), n, k, m, _opt(env, vw),
+                            _opt(env, vb))}
+
+
+def _k_conv_jvp(a, env):
+    p, x, tx, w, ty, vw, vb = a
+    return {ty: hk.conv2d_jvp(_conv(p), _opt(env, x), _opt(env, tx), _opt(env, w),
+                              _opt(env, vw), _opt(env, vb))}
+
+
+def _k_maxpool_jvp(a, env):
+    p, x, tx, ty = a
+    return {ty: hk.maxpool2d_jvp(_pool(p), env[x], env[tx])}
+
+
+def _k_add_jvp(a, env):
+    d, ta, tb, ty = a
+    shape, sa, sb = d.values
+    return {ty: hk.add_jvp(shape, sa, sb, _opt(env, ta), _opt(env, tb))}
+
+
+def _k_xent_jvp(a, env):
+    logits, label, rows, cols, tlogits, _dl = a
+    dl, _ = hk.softmax_xent_jvp(env[logits], env[label], rows, cols, env[tlogits])
+    return {"__dl__": np.float32(dl)}
+
+
 def _zo_mom_upd(v32):
     def f(a, env):
         m, w, v, n, coef = a
@@ -216,7 +261,12 @@ KERNELS = {
     "tt_zo_perturb_f16": _k_zo_perturb, "tt_zo_update_f16": _k_zo_update,
     "tt_zo_mom_acc_f16": _zo_mom_acc(False), "tt_zo_mom_acc_f16_v32": _zo_mom_acc(True),
     "tt_zo_mom_upd_f16": _zo_mom_upd(False), "tt_zo_mom_upd_f16_v32": _zo_mom_upd(True),
+    "tt_tangent_init_f16": _k_tangent_init, "tt_tangent_fill_f16": _k_tangent_fill,
+    "tt_gemm_jvp_f16": _k_gemm_jvp, "tt_conv2d_jvp_f16": _k_conv_jvp,
+    "tt_maxpool2d_jvp_f16": _k_maxpool_jvp, "tt_add_jvp_f16": _k_add_jvp,
+    "tt_softmax_xent_jvp_f16": _k_xent_jvp,
 }
+GEN_KEY = "gen:"   # env key prefix of a pass's tangent generators (never state)
 
 
 class Fp16Trainer:
@@ -244,7 +294,7 @@ class Fp16Trainer:
         for p, m in lp.masters.items():
             self.state[m] = f16_to_f32(self.state[p])
         self.step = self.samples = self.nonfinite = 0
-        self.zo_dsum = np.zeros(lp.zo.n if lp.zo else 0, np.float32)
+        self.fg_dsum = np.zeros(lp.fg.n if lp.fg else 0, np.float32)
 
     @property
     def raw_params(self) -> dict[str, np.ndarray]:
@@ -291,20 +341,27 @@ class Fp16Trainer:
         return self.section_bytes("params_rw") + self.section_bytes("opt_state")
 
     # ---- execution --------------------------------------------------------------------------
-    def _run(self, calls, env, lr=None, **syms):
+    def _run(self, calls, env, lr=None, **syms) -> np.float32 | None:
+        """Run calls on env; the loss of the last loss kernel (None without one)."""
+        return self._run_scalars(calls, env, lr, **syms).get("__loss__")
+
+    def _run_scalars(self, calls, env, lr=None, **syms) -> dict:
+        """Run calls on env; the scalar outputs ("__loss__", "__dl__")."""
         with np.errstate(all="ignore"):   # Inf / NaN propagate silently, as in the C
             return self._run_calls(calls, env, lr, syms)
 
     def _run_calls(self, calls, env, lr, syms):
-        loss = None
+        scalars = {}
         for c in calls:
             args = []
             for a in c.args:
                 if isinstance(a, Ref):
                     args.append(a.name)
+                elif isinstance(a, Gen):
+                    args.append(GEN_KEY + a.var)
                 elif a is LR:
                     args.append(lr)
-                elif a is LOSS_OUT:
+                elif a is LOSS_OUT or a is DL_OUT:
                     args.append(None)
                 elif a is ZSTATE:
                     args.append(syms["z"])
@@ -312,13 +369,17 @@ class Fp16Trainer:
                     args.append(syms["a"])
                 elif a is MU:
                     args.append(syms["mu"])
+                elif a is STREAM:
+                    args.append(syms["stream"])
                 else:
                     args.append(a)
             fn = KERNELS[c.kernel]
             out = fn(args, env, self.sizes) if c.kernel == "tt_add_bwd_f16" else fn(args, env)
-            loss = out.pop("__loss__", loss)
+            for key in ("__loss__", "__dl__"):
+                if key in out:
+                    scalars[key] = out.pop(key)
             env.update(out)
-        return loss
+        return scalars
 
     def _batch(self, x) -> np.ndarray:
         a = np.asarray(x, dtype=np.float32)
@@ -372,6 +433,8 @@ class Fp16Trainer:
         lp = self.lowered
         if lp.zo is not None:
             return self._zo_sample(x, label, i)
+        if lp.jvp is not None:
+            return self._jvp_sample(x, label, i)
         env = dict(self.state)
         env[lp.input] = x
         env[lp.label] = label
@@ -414,59 +477,102 @@ class Fp16Trainer:
         self._run(lp.forward_calls, env)
         return self._run((lp.zo.loss,), env)
 
-    def _zo_calls(self, calls, k, **syms):
-        """Run zo calls on the state with direction k's generator (a fresh one per list, as
-        each C helper seeds its own)."""
+    def _fg_calls(self, calls, k, **syms):
+        """Run zo / jvp update calls on the state with direction k's generator (a fresh one per
+        list, as each C helper seeds its own)."""
         env = dict(self.state)
-        gen = Pcg32(self.lowered.zo.seed, stream_id(self.step, k))
+        gen = Pcg32(self.lowered.fg.seed, stream_id(self.step, k))
         self._run(calls, env, z=gen, **syms)
         self.state.update(env)
 
+    def _drop(self, i, why):
+        """tt_fg_drop: the batch is discarded, nothing is updated."""
+        self.fg_dsum[:] = 0
+        self.samples = 0
+        self.nonfinite += 1
+        raise NumericFaultError(f"sample {i} of optimizer step {self.step}: {why}")
+
     def _zo_sample(self, x, label, i) -> np.float32:
         zs = self.lowered.zo
+        eps = eps_at(self.cfg, self.step)
         l0 = None
-        for k in range(zs.n):
-            self._zo_calls(zs.perturb, k, a=zs.eps)
+        for k in range(zs.fg.n):
+            self._fg_calls(zs.perturb, k, a=eps)
             lp = self._zo_loss(x, label)
-            self._zo_calls(zs.perturb, k, a=-zs.eps)
+            self._fg_calls(zs.perturb, k, a=-eps)
             lm = self._zo_loss(x, label)
-            self._zo_calls(zs.restore, k)
+            self._fg_calls(zs.restore, k)
             if not (np.isfinite(lp) and np.isfinite(lm)):
-                self.zo_dsum[:] = 0
-                self.samples = 0
-                self.nonfinite += 1
-                raise NumericFaultError(
-                    f"sample {i} of optimizer step {self.step}: a perturbed loss is NaN/Inf; "
-                    "the batch was discarded and the weights were restored (not updated). "
-                    "Lower eps or the learning rate, or check the data.")
+                self._drop(i, "a perturbed loss is NaN/Inf; the batch was discarded and the "
+                              "weights were restored (not updated). Lower eps or the learning "
+                              "rate, or check the data.")
             with np.errstate(all="ignore"):
-                self.zo_dsum[k] = np.float32(self.zo_dsum[k] + np.float32(lp - lm))
+                self.fg_dsum[k] = np.float32(self.fg_dsum[k] + np.float32(lp - lm))
                 if k == 0:
                     l0 = np.float32(np.float32(0.5) * np.float32(lp + lm))
         self.samples += 1
         if self.samples < int(self.cfg.batch):
             return l0
         self.samples = 0
-        self._zo_update()
+        self._fg_update(zs.fg, zs.scale(eps))
         return l0
 
-    def _zo_update(self):
-        """tt_zo_update: the fp32 zo update (tt_fg_update.c.j2) applied to the masters."""
-        zs = self.lowered.zo
+    # ---- forward mode (tt_train_step of an fp16 jvp export) ------------------------------
+    def directional_derivative(self, x, label, k: int = 0, step: int | None = None):
+        """One tt_jvp_pass: (loss, dL.v_k) of one sample at the current weights, for direction
+        k of optimizer step `step` (default the current one), float32; nothing changes."""
+        lp = self.lowered
+        if lp.jvp is None:
+            raise TinytrainError("directional_derivative needs a program lowered with algo jvp")
+        xb = self._batch(x)
+        if xb.shape[0] != 1:
+            raise ShapeError(f"directional_derivative takes one sample, got {xb.shape[0]}")
+        lab = np.asarray(label).astype(np.int32).reshape(-1)[:1]
+        return self._jvp_pass(xb[0], lab, k, self.step if step is None else int(step))
+
+    def _jvp_pass(self, x, label, k, step):
+        lp = self.lowered
+        env = dict(self.state)
+        env[lp.input] = x
+        env[lp.label] = label
+        out = self._run_scalars(lp.jvp.calls, env, stream=stream_id(step, k))
+        return out.get("__loss__"), out.get("__dl__")
+
+    def _jvp_sample(self, x, label, i) -> np.float32:
+        js = self.lowered.jvp
+        l0 = None
+        for k in range(js.fg.n):
+            loss, dl = self._jvp_pass(x, label, k, self.step)
+            if loss is None or dl is None or not (np.isfinite(loss) and np.isfinite(dl)):
+                self._drop(i, "the loss or its directional derivative dL.v is NaN/Inf; the "
+                              "batch was discarded and the weights are untouched. Lower the "
+                              "learning rate or check the data.")
+            with np.errstate(all="ignore"):
+                self.fg_dsum[k] = np.float32(self.fg_dsum[k] + np.float32(dl))
+            if k == 0:
+                l0 = np.float32(loss)
+        self.samples += 1
+        if self.samples < int(self.cfg.batch):
+            return l0
+        self.samples = 0
+        self._fg_update(js.fg, js.fg.batch_f)
+        return l0
+
+    def _fg_update(self, fg: FgSpec, scale):
+        """tt_fg_update: the fp32 forward-gradient update (tt_fg_update.c.j2) applied to the
+        masters, coef_k from dsum[k] / scale."""
         lr = lr_at(self.cfg, self.step)
         with np.errstate(all="ignore"):
-            for k in range(zs.n):
-                d = np.float32(self.zo_dsum[k])
-                coef = (np.float32(np.sign(d)) / zs.n_f if zs.sign
-                        else np.float32(np.float32(d / zs.denom) / zs.n_f))
-                if zs.momentum is None:
-                    self._zo_calls(zs.update, k, a=np.float32(-lr * coef))
+            for k in range(fg.n):
+                coef = fg.coef(self.fg_dsum[k], scale)
+                if fg.momentum is None:
+                    self._fg_calls(fg.update, k, a=np.float32(-lr * coef))
                 else:
-                    mu = zs.momentum if k == 0 else np.float32(1.0)
-                    self._zo_calls(zs.update, k, a=np.float32(coef), mu=mu)
-                self.zo_dsum[k] = 0
-            if zs.momentum is not None:
+                    mu = fg.momentum if k == 0 else np.float32(1.0)
+                    self._fg_calls(fg.update, k, a=coef, mu=mu)
+                self.fg_dsum[k] = 0
+            if fg.momentum is not None:
                 env = dict(self.state)
-                self._run(zs.apply, env, a=np.float32(-lr))
+                self._run(fg.apply, env, a=np.float32(-lr))
                 self.state.update(env)
         self.step += 1

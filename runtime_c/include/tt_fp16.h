@@ -238,6 +238,74 @@ tt_status tt_zo_mom_upd_f16_v32(float *TT_RESTRICT master, uint16_t *TT_RESTRICT
 tt_status tt_zo_mom_upd_f16(float *TT_RESTRICT master, uint16_t *TT_RESTRICT w,
                             const uint16_t *v, int n, float a);
 
+/* ------------------------------------------------------------------ forward mode (jvp)
+ * Forward-gradient training (tinytrain/passes/forward_mode.py; docs/fp16.md section 6): one
+ * forward pass per direction k carries a tangent beside every activation that depends on a
+ * perturbed parameter. Tangents are halves like the activations, each rounded once, when its
+ * kernel stores it; in between everything is fp32 chains acc = acc + a*b (no fmaf). dL.v is
+ * never stored as a half. The update is the zo update above, with z = v (tt_zo_update_f16,
+ * tt_zo_mom_acc_f16[_v32], tt_zo_mom_upd_f16[_v32]).
+ *
+ * Parameter tangents are drawn, never stored. A tt_tangent_f16 is positioned at the first
+ * value of one parameter tensor in the (seed, stream) PCG32 stream by skipping the draws of
+ * the perturbed parameters before it, and then yields the tensor's values in memory order,
+ * each exactly the z tt_zo_update_f16 / tt_zo_axpy_f32 use for it (rademacher +-1 from bit
+ * i % 32 of draw i / 32; gaussian one draw per value, (b0 + b1 + b2 + b3 - 510) times
+ * float(1 / sqrt(21845))). It is tt_jvp.h's tt_tangent for the fp16 runtime, which does not
+ * ship the fp32 kernels.
+ *
+ * Chains (one per output element, rounded to half once when stored):
+ *   gemm  ty[i][j]       = half(0 + chain over kk of tx[i][kk] * w[j][kk]
+ *                                  + chain over kk of x[i][kk] * v[j][kk]  + vb[j])
+ *   conv  ty[oc][oh][ow] = half(0 + chain over (icg, kh, kw) of tx * w
+ *                                  + chain over (icg, kh, kw) of x * v     + vb[oc])
+ * (taps outside the input skipped, their v drawn all the same). Each part is present only when
+ * its tangent is: tx NULL = no input tangent (w unused, may be NULL), vw / vb NULL = frozen
+ * weight / bias (x unused without vw). Rademacher x * (+-1) is exact, so it is a plain
+ * add or subtract. The loops are output-stationary (the only way to keep every chain in fp32
+ * without a float buffer): the weight tangents of one output row (gemm) or output channel
+ * (conv) are re-drawn from a copy of the generator state for every batch row (gemm) or output
+ * position (conv); the first TT_JVP_F16_VCACHE of a conv channel are kept in a stack cache.
+ * At return each generator has advanced exactly past its tensor. ty must not overlap anything.
+ */
+#ifndef TT_JVP_F16_VCACHE
+#define TT_JVP_F16_VCACHE 64 /* floats of stack per tt_conv2d_jvp_f16 call */
+#endif
+
+typedef struct {
+    tt_prng st;
+    uint32_t word; /* rademacher: the draw being consumed, already shifted */
+    int bits;      /* rademacher: bits of `word` left (0: draw next) */
+    int dist;      /* TT_ZO_RADEMACHER or TT_ZO_GAUSS */
+} tt_tangent_f16;
+
+/* Seed (seed, stream) and skip `skip` draws. TT_ERR_ARG for NULL or an unknown dist. */
+tt_status tt_tangent_init_f16(tt_tangent_f16 *g, uint64_t seed, uint64_t stream, uint32_t skip,
+                              int dist);
+/* The next n tangent values, each rounded to half (a small parameter tangent, e.g. of a
+ * trainable Add operand: rademacher values are exact, gaussian ones round once). */
+tt_status tt_tangent_fill_f16(tt_tangent_f16 *g, uint16_t *v, int n);
+tt_status tt_gemm_jvp_f16(const uint16_t *x, const uint16_t *tx, const uint16_t *w,
+                          uint16_t *TT_RESTRICT ty, int n, int k, int m, tt_tangent_f16 *vw,
+                          tt_tangent_f16 *vb);
+tt_status tt_conv2d_jvp_f16(const tt_conv2d_params *p, const uint16_t *x, const uint16_t *tx,
+                            const uint16_t *w, uint16_t *TT_RESTRICT ty, tt_tangent_f16 *vw,
+                            tt_tangent_f16 *vb);
+/* ty = tx at the window's argmax of x (first maximum, first NaN wins: the cell
+ * tt_maxpool2d_bwd_x_f16 sends the gradient to). Exact: no arithmetic. */
+tt_status tt_maxpool2d_jvp_f16(const tt_pool2d_params *p, const uint16_t *x, const uint16_t *tx,
+                               uint16_t *TT_RESTRICT ty);
+/* One operand tangent NULL (a frozen operand): ty = the other, broadcast to the output, bit
+ * copies (ty may equal a non-broadcast operand). Both given: tt_add_fwd_f16. */
+tt_status tt_add_jvp_f16(const tt_bcast4 *p, const uint16_t *ta, const uint16_t *tb, uint16_t *ty);
+/* dL.t of the softmax cross-entropy, fp32 throughout: per row m, e_j, s, r exactly as
+ * tt_softmax_xent_f16, f = 1 / rows, g_j = (e_j / s) * f (j != label), g_label = -(r / s) * f,
+ * then *dl = chain over (row, j) ascending of g_j * float(t_j) from +0. The gradient is not
+ * rounded to half (no loss scale needed). TT_ERR_NAN (after writing) when *dl is not finite,
+ * TT_ERR_ARG for a bad label. */
+tt_status tt_softmax_xent_jvp_f16(const uint16_t *logits, const int32_t *labels, int rows,
+                                  int cols, const uint16_t *tlogits, float *dl);
+
 #ifdef __cplusplus
 }
 #endif

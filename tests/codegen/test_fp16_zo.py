@@ -1,7 +1,10 @@
 """FP16 zeroth-order export (precision="fp16", algo "zo") through the generated C and the public
 API (HostModel): 100 SPSA steps bit-identical to the numpy reference (Fp16Trainer) - every
-loss, half parameter, fp32 master and momentum word -; the arena is the fp16 inference arena;
-the MLP adapts; a NaN input is refused with the weights restored."""
+loss, half parameter, fp32 master and momentum word -; the eps schedule likewise through its
+halvings; the arena is the fp16 inference arena; the MLP adapts; a NaN input is refused with
+the weights restored."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -10,6 +13,7 @@ from tinytrain.errors import ConfigError, NumericFaultError
 from tinytrain.passes import build_training_program
 from tinytrain.passes.lower_fp16 import Fp16Config, _PlanInput, lower_fp16
 from tinytrain.passes.memory_plan import plan_arena
+from tinytrain.passes.zeroth_order import eps_at
 from tinytrain.pipeline import export, load_model
 
 from ..conftest import MODELS
@@ -115,10 +119,34 @@ def test_nan_input_refused_weights_restored(tmp_path, data):
     assert_same_state(host, raw, ref, tmp_path, "after NaN + 4")
 
 
+def test_eps_schedule_bit_identical_through_the_halvings(tmp_path, data):
+    """eps_t = zo_eps * 2^-min(t // 8, 3) (zeroth_order.eps_at, as fp32): C == numpy over 40
+    steps, i.e. through all three halvings and 16 steps at the floor; the schedule is really
+    applied: the first 8 steps equal a constant-eps run bit for bit, later ones do not."""
+    cfg = zo(trainable="all", perturbations=2, zo_dist="gaussian", optimizer="momentum", lr=1e-3,
+             zo_eps=0.05, zo_eps_halve_every=8, zo_eps_halvings=3)
+    host, ref, res = fp16_export(tmp_path, "mlp", cfg)
+    const, _, _ = fp16_export(tmp_path, "mlp", replace(cfg, zo_eps_halve_every=0), name="const")
+    assert res.manifest["zo"]["eps_halve_every"] == 8
+    assert [eps_at(cfg, t) for t in (0, 8, 16, 24, 39)] == [np.float32(0.05) / 2 ** h
+                                                             for h in (0, 1, 2, 3, 3)]
+    x, y = data["x_train"], data["y_train"]
+    raw = Raw(host)
+    for i in range(40):
+        lc = host.train_step(x[i], y[i:i + 1])
+        assert np.float32(lc).view(np.uint32) == np.float32(ref.train_step(x[i], y[i:i + 1])
+                                                            ).view(np.uint32), i
+        lk = const.train_step(x[i], y[i:i + 1])
+        if i < 8:
+            assert lk == lc, i
+    assert lk != lc
+    assert_same_state(host, raw, ref, tmp_path, "after 40 steps")
+    assert "tt_zo_eps_at" in (res.out_dir / "tt_model.c").read_text()
+
+
 def test_refusals(tmp_path):
     for cfg, what in [(zo(master_weights=False), "master weights"),
-                      (zo(hybrid_bp_layers=1), "hybrid"),
-                      (Fp16Config(algo="jvp"), "jvp")]:
+                      (zo(hybrid_bp_layers=1), "hybrid")]:
         with pytest.raises(ConfigError, match=what):
             export(MODELS / "mlp.onnx", tmp_path / "x", cfg, precision="fp16", command="test")
     assert not (tmp_path / "x").exists()

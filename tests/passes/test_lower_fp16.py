@@ -68,6 +68,35 @@ def test_calls_match_c_prototypes_and_numpy_table(graphs, model):
 
 
 @pytest.mark.parametrize("model", NAMES)
+def test_jvp_calls_match_c_prototypes_and_numpy_table(graphs, model):
+    """The forward-mode pass: every call a declared kernel with its argument count; Gemm / Conv
+    draw their weight tangents (generators positioned at each parameter's draw offset, no
+    parameter tangent tensor); the forward calls are the inference calls; Reshape is a view."""
+    from tinytrain.passes.forward_mode import draw_offsets
+    from tinytrain.passes.lower_fp16 import DL_OUT, STREAM, Gen
+    cfg = Fp16Config(algo="jvp", trainable="all", optimizer="momentum", zo_dist="gaussian")
+    prog = build_training_program(graphs[model], cfg)
+    lp = lower_fp16(prog, cfg)
+    protos = prototypes()
+    calls = lp.jvp.calls
+    for c in calls:
+        assert c.kernel in KERNELS, c.kernel
+        if c.kernel not in ("view", "copy"):
+            assert protos[c.kernel] == len(c.args), (c.kernel, c.args)
+        for a in c.args:
+            assert a is None or isinstance(a, (Ref, Struct, Gen, int, np.float32, np.integer)) \
+                or a in (LOSS_OUT, DL_OUT, STREAM)
+    assert [c for c in calls if c.kind in ("cast", "fwd")] == list(lp.forward_calls)
+    assert all(c.kernel == "view" for c in calls if c.op == "Reshape")
+    assert not any(c.kernel == "tt_tangent_fill_f16" for c in calls)   # all drawn in-kernel
+    offs = draw_offsets(prog.fg_params, prog.tensors, 1)
+    inits = {c.node: int(c.args[3]) for c in calls if c.kernel == "tt_tangent_init_f16"}
+    assert inits == offs and set(inits) == set(lp.trainable)
+    assert [c.kernel for c in calls[-2:]] == ["tt_softmax_xent_f16", "tt_softmax_xent_jvp_f16"]
+    assert set(lp.masters) == set(lp.trainable) and lp.plan.report()["grads"] == 0
+
+
+@pytest.mark.parametrize("model", NAMES)
 def test_gradients_match_fp32_reference(graphs, data, model):
     """Independent of the C: one sample's fp16 parameter gradients, unscaled, are the fp32
     reference's within fp16 accuracy (each stored value rounds to 11 bits)."""
@@ -208,8 +237,8 @@ def test_refusals_name_what_is_supported(graphs):
     for cfg, words in [
             (TrainConfig(optimizer="adam"), ("sgd and momentum", "adam")),
             (TrainConfig(loss="mse"), ("cross_entropy", "mse")),
-            (TrainConfig(algo="zo", hybrid_bp_layers=1), ("bp", "zo", "hybrid")),
-            (TrainConfig(algo="jvp"), ("bp", "jvp"))]:
+            (TrainConfig(algo="zo", hybrid_bp_layers=1), ("bp", "zo", "jvp", "hybrid")),
+            (TrainConfig(algo="zo", zo_sam_rho=0.05), ("--sam-rho", "fp16"))]:
         with pytest.raises(ConfigError) as e:
             lower_fp16(build_training_program(g, cfg))
         msg = str(e.value)

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import chains
 from .fp16 import expf_plain, f16_to_f32 as H, f32_to_f16 as R, logf_plain
+from .prng import Pcg32
 
 F32 = np.float32
 
@@ -279,3 +280,114 @@ def zo_mom_upd(master, v, a, v32: bool):
     vf = np.asarray(v, np.float32).reshape(-1) if v32 else H(v).reshape(-1)
     m = np.asarray(master, np.float32).reshape(-1) + F32(a) * vf
     return m, R(m)
+
+
+# ---- forward mode (JVP): tt_jvp_f16.c ----------------------------------------------------------
+# Tangents are halves like the activations; each output is one float32 chain, rounded to half
+# once (tt_fp16.h, "forward mode"). The C loops are output-stationary and re-draw weight
+# tangents from copies of the generator state; the values and their order in every chain are
+# those of the tensor drawn once in memory order, which is what these twins use.
+
+class TangentGen:
+    """tt_tangent_f16: the parameter-tangent generator, positioned at (seed, stream) plus `skip`
+    draws. ``take(n)`` returns the next n values (float32) and advances exactly as the C."""
+
+    def __init__(self, seed: int, stream: int, skip: int, dist: int):
+        if dist not in (ZO_RADEMACHER, ZO_GAUSS):
+            raise ValueError(f"unknown tangent distribution {dist!r}")
+        self.gen = Pcg32(seed, stream)
+        self.gen.advance(int(skip))
+        self.dist = dist
+        self.word = 0       # rademacher: the draw being consumed, already shifted
+        self.bits = 0       # rademacher: its bits left
+
+    def take(self, n: int) -> np.ndarray:
+        n = int(n)
+        if self.dist == ZO_GAUSS:
+            return self.gen.gauss(n).astype(np.float32) * ZO_GAUSS_SCALE
+        lead = min(n, self.bits)
+        first = (self.word >> np.arange(lead, dtype=np.uint64)) & 1
+        self.word >>= lead
+        self.bits -= lead
+        rest = n - lead
+        if rest == 0:
+            bits = first
+        else:
+            draws = (rest + 31) // 32
+            u = self.gen.u32(draws)
+            more = ((u[:, None] >> np.arange(32, dtype=np.uint32)[None, :]) & 1).reshape(-1)
+            bits = np.concatenate([first, more[:rest].astype(np.uint64)])
+            used = rest - 32 * (draws - 1)
+            self.word = int(u[-1]) >> used if used < 32 else 0
+            self.bits = 32 - used
+        return np.where(bits != 0, F32(-1.0), F32(1.0)).astype(np.float32)
+
+
+def tangent_fill(gen: TangentGen, n: int) -> np.ndarray:
+    """tt_tangent_fill_f16: the next n tangent values as halves."""
+    return R(gen.take(n))
+
+
+def gemm_jvp(x, tx, w, n, k, m, vw: TangentGen | None, vb: TangentGen | None) -> np.ndarray:
+    """tt_gemm_jvp_f16: half(chain tx . w, then chain x . v_w, then + v_b)."""
+    acc = np.zeros((n, m), np.float32)
+    if tx is not None:
+        acc = chains.gemm_fwd(H(tx).reshape(n, k), H(w).reshape(m, k), acc)
+    if vw is not None:
+        acc = chains.gemm_fwd(H(x).reshape(n, k), vw.take(m * k).reshape(m, k), acc)
+    if vb is not None:
+        acc = acc + vb.take(m)[None, :]
+    return R(acc).reshape(-1)
+
+
+def conv2d_jvp(p, x, tx, w, vw: TangentGen | None, vb: TangentGen | None) -> np.ndarray:
+    """tt_conv2d_jvp_f16: per output, half(taps of tx * w, then taps of x * v_w, then + v_b)."""
+    xs, ws, ys = _conv_shapes(p)
+    acc = np.zeros(ys, np.float32)
+    if tx is not None:
+        acc = chains.conv_fwd(p, H(tx).reshape(xs), H(w).reshape(ws), acc)
+    if vw is not None:
+        acc = chains.conv_fwd(p, H(x).reshape(xs), vw.take(int(np.prod(ws))).reshape(ws), acc)
+    if vb is not None:
+        acc = acc + vb.take(p["out_c"])[:, None, None]
+    return R(acc).reshape(-1)
+
+
+def maxpool2d_jvp(p, x, tx) -> np.ndarray:
+    """tt_maxpool2d_jvp_f16: tx at the forward pass's argmax (bit copies)."""
+    a = chains.window_argmax(p, H(_pool_x2(p, np.asarray(x, np.uint16))), nan_first=True)
+    t2 = _pool_x2(p, np.asarray(tx, np.uint16))
+    return np.take_along_axis(t2, a.reshape(p["c"], -1), axis=1).reshape(-1)
+
+
+def add_jvp(shape, a_stride, b_stride, ta, tb) -> np.ndarray:
+    """tt_add_jvp_f16: ta + tb (tt_add_fwd_f16), or the one given tangent broadcast (bits)."""
+    if ta is not None and tb is not None:
+        return add_fwd(shape, a_stride, b_stride, ta, tb)
+    src, st = (ta, a_stride) if ta is not None else (tb, b_stride)
+    return np.asarray(src, np.uint16)[chains.bcast_offsets(shape, st)].reshape(-1)
+
+
+def softmax_xent_jvp(logits, labels, rows, cols, tlogits):
+    """tt_softmax_xent_jvp_f16: (dL.t float32, status_nan)."""
+    x = H(logits).reshape(rows, cols)
+    t = H(tlogits).reshape(rows, cols)
+    labels = np.asarray(labels, np.int64)
+    ar = np.arange(rows)
+    m = x[:, 0].copy()
+    for j in range(1, cols):
+        m = np.where(x[:, j] > m, x[:, j], m)
+    e = expf_plain(x - m[:, None])
+    s = np.zeros(rows, np.float32)
+    q = np.zeros(rows, np.float32)
+    for j in range(cols):
+        s = s + e[:, j]
+        q = np.where(labels != j, q + e[:, j], q)
+    f = F32(1.0) / F32(rows)
+    g = (e / s[:, None]) * f
+    g[ar, labels] = -(q / s) * f
+    acc = F32(0)
+    for r in range(rows):
+        for j in range(cols):
+            acc = F32(acc + F32(g[r, j] * t[r, j]))
+    return acc, not np.isfinite(acc)

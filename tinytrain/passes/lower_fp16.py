@@ -24,17 +24,38 @@ Numerics (binary16 storage, fp32 arithmetic):
     float32 coefficients both print from ``COS_PI_COEFFS``).
 
 Zeroth order (``algo="zo"``, SPSA, docs/fp16.md section 5): the perturbed half is computed
-from the fp32 master, w16 = half(master + eps z) (one rounding); the restore is
+from the fp32 master, w16 = half(master + eps_t z) (one rounding); the restore is
 w16 = half(master), exact because the master is unchanged; the update is the fp32 zo update
 applied to the master (sgd: master += -lr coef z; momentum: v = mu v + coef z,
 master += -lr v), then w16 = half(master). z is regenerated from (seed, step, k) by the
-kernels, as the fp32 zo draws it. Only forward passes and the loss run, so the arena is the
-inference arena; ``Fp16Program.zo`` holds the call lists (``ZoSpec``).
+kernels, as the fp32 zo draws it. eps_t = zo_eps * 2^-h, h = min(t // zo_eps_halve_every,
+zo_eps_halvings) (zeroth_order.eps_at: one multiply by an exact power of two, the same in the
+C). Only forward passes and the loss run, so the arena is the inference arena;
+``Fp16Program.zo`` holds the call lists (``ZoSpec``).
+
+Forward mode (``algo="jvp"``, docs/fp16.md section 6): per sample and direction k ONE forward
+pass carries a tangent beside every activation that depends on a perturbed parameter
+(passes/forward_mode.py builds the step list; ``Fp16Program.jvp`` holds it as calls,
+``JvpSpec``). Where rounding happens -- the same points in the numpy twins and the C:
+  - a tangent tensor is a half, rounded once, when its kernel stores it, exactly like an
+    activation: Gemm / Conv: half(fp32 chain of tx . W, continued by x . v_w, then + v_b);
+    AveragePool / GlobalAveragePool / Add of two tangents: their forward kernels on the
+    tangents (one rounding per output); ReLU, MaxPool, Reshape and Add with one frozen
+    operand: bit copies (no rounding); a materialised parameter tangent (a trainable Add
+    operand): half(v), exact for rademacher;
+  - the weight tangents v of Gemm / Conv are drawn inside the kernels in fp32 and never stored;
+  - dL.v is fp32 from the half logits and their half tangent (the softmax gradient is never
+    rounded to half, so no loss scale is involved); dsum[k] += dL.v in fp32;
+  - the update is the zo update with z = v on the fp32 masters, coef = dsum / batch / n (spsa)
+    or sign(dsum) / n, then w16 = half(master).
+A pass that produces a non-finite loss or dL.v drops the batch (weights untouched, TT_ERR_NAN).
+Nothing is saved for a backward pass and a tangent lives as long as its activation: the arena
+is planned over the pass exactly as fp32 jvp's (about twice the inference arena).
 
 Memory: the tensor table gives every tensor its storage dtype, so ``plan_arena`` sizes the
 sections in fp16 bytes. Reshape stays a view; where the planner lets a gradient share bytes
-with the gradient it is copied from (Add / Reshape backward), the call becomes a "view": no C
-statement, a bit copy in numpy.
+with the gradient it is copied from (Add / Reshape backward), or a tangent with the tangent it
+is reshaped from, the call becomes a "view": no C statement, a bit copy in numpy.
 """
 from __future__ import annotations
 
@@ -45,10 +66,13 @@ from typing import Mapping
 import numpy as np
 
 from ..errors import ConfigError, ExportError
-from ..ir import Tensor, TensorRole
+from ..ir import OUT, Tensor, TensorRole
 from ..numerics.fp16 import f32_to_f16
+from ..ops.geometry import CONV_FIELDS, POOL_FIELDS, bcast4, conv_geometry, pool_geometry, spatial
+from .forward_mode import TAN, draw_offsets
 from .memory_plan import MemoryPlan, plan_arena
 from .training import Step, TrainConfig, TrainingProgram, build_training_program
+from .zeroth_order import DISTS
 
 F32 = np.float32
 MASTER = "__master"
@@ -118,14 +142,19 @@ class Sym:
 
 
 LR, LOSS_OUT = Sym("lr"), Sym("loss")
-# zo: "z" (&z, the generator of direction k, seeded with (seed, stream_id(step, k)) by the
-# enclosing C function), "a" (the coefficient of the call list), "mu" (momentum decay: the
-# momentum for the first direction of a step, 1 for the others)
+# zo / jvp updates: "z" (&z, the generator of direction k, seeded with (seed, stream_id(step,
+# k)) by the enclosing C function), "a" (the coefficient of the call list), "mu" (momentum
+# decay: the momentum for the first direction of a step, 1 for the others)
 ZSTATE, COEF, MU = Sym("z"), Sym("a"), Sym("mu")
-CONV_FIELDS = ("in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "k_h", "k_w", "stride_h",
-               "stride_w", "pad_top", "pad_left", "groups")
-POOL_FIELDS = ("c", "in_h", "in_w", "out_h", "out_w", "k_h", "k_w", "stride_h", "stride_w",
-               "pad_top", "pad_left", "count_include_pad")
+# jvp pass: "stream" (stream_id(step, k) of the pass), "dl" (&dl, the output of dL.v)
+STREAM, DL_OUT = Sym("stream"), Sym("dl")
+
+
+@dataclass(frozen=True)
+class Gen:
+    """A parameter-tangent generator of the jvp pass (a tt_tangent_f16 variable, passed by
+    address; numpy: a fp16_kernels.TangentGen), positioned by a tt_tangent_init_f16 call."""
+    var: str
 
 
 @dataclass(frozen=True)
@@ -145,26 +174,60 @@ class Call:
 
 
 @dataclass(frozen=True)
-class ZoSpec:
-    """The fp16 SPSA step (docs/fp16.md section 5). Per sample and direction k:
-    perturb (a = +eps), loss, perturb (a = -eps), loss, restore; dsum[k] += L+ - L-. Every
-    `batch` samples, per k: coef = (d / denom) / n_f (spsa) or sign(d) / n_f (sign);
-    sgd: update with a = -lr coef; momentum: mom_acc with mu, a = coef; then (momentum)
-    apply with a = -lr. The call lists use the symbols ZSTATE, COEF, MU."""
+class FgSpec:
+    """The forward-gradient update zo and jvp share (docs/fp16.md sections 5 and 6). Every
+    `batch` samples, per direction k (z_k = v_k regenerated from (seed, stream_id(step, k))
+    over `params` in export order): coef = (dsum[k] / scale) / n_f (spsa; scale = 2 eps_t
+    batch for zo, batch for jvp) or sign(dsum[k]) / n_f (sign); sgd: `update` with
+    a = -lr coef; momentum: `update` with mu (momentum for k = 0, 1 after) and a = coef, then
+    `apply` with a = -lr. The call lists use the symbols ZSTATE, COEF, MU."""
     n: int
     seed: int
     dist: int                      # 0 rademacher, 1 gaussian (TT_ZO_RADEMACHER / TT_ZO_GAUSS)
     sign: bool
-    eps: np.float32
-    denom: np.float32              # 2 eps batch, as the fp32 zo's (2.0f * eps * (float)batch)
     n_f: np.float32
+    batch_f: np.float32
     momentum: np.float32 | None
     params: tuple[str, ...]        # the perturbed parameters, draw order
-    perturb: tuple[Call, ...]
-    restore: tuple[Call, ...]
     update: tuple[Call, ...]       # sgd: tt_zo_update_f16; momentum: tt_zo_mom_acc_f16[_v32]
     apply: tuple[Call, ...]        # momentum: tt_zo_mom_upd_f16[_v32]; sgd: ()
+
+    def coef(self, d, scale) -> np.float32:
+        """coef_k of tt_fg_update: float32 operation for operation (the C's sign test maps
+        -0 to +0, as here)."""
+        d = F32(d)
+        if self.sign:
+            return F32(F32(1.0 if d > 0 else -1.0 if d < 0 else 0.0) / self.n_f)
+        return F32(F32(d / F32(scale)) / self.n_f)
+
+
+@dataclass(frozen=True)
+class ZoSpec:
+    """The fp16 SPSA step (docs/fp16.md section 5). Per sample and direction k:
+    perturb (a = +eps_t), loss, perturb (a = -eps_t), loss, restore; dsum[k] += L+ - L-,
+    then `fg` with scale = (2 eps_t) batch. eps_t = eps * 2^-h, h = min(t // halve_every,
+    halvings) (zeroth_order.eps_at; halve_every 0: constant)."""
+    fg: FgSpec
+    eps: np.float32                # eps of step 0
+    halve_every: int
+    halvings: int
+    perturb: tuple[Call, ...]
+    restore: tuple[Call, ...]
     loss: Call                     # the loss kernel without gradient
+
+    def scale(self, eps_t) -> np.float32:
+        """2 eps_t batch, as the C's (2.0f * eps * (float)TT_BATCH)."""
+        return F32(F32(F32(2.0) * F32(eps_t)) * self.fg.batch_f)
+
+
+@dataclass(frozen=True)
+class JvpSpec:
+    """The fp16 forward-mode step (docs/fp16.md section 6). Per sample and direction k: `calls`
+    (the input cast, the forward pass with its tangents, the loss and dL.v; generators keyed
+    with STREAM = stream_id(step, k)); dsum[k] += dL.v; then `fg` with scale = batch."""
+    fg: FgSpec
+    calls: tuple[Call, ...]
+    gens: tuple[str, ...]          # the tt_tangent_f16 variables the pass declares
 
 
 @dataclass(frozen=True)
@@ -190,16 +253,25 @@ class Fp16Program:
     fp16_state: bool
     plan: MemoryPlan = field(default=None, compare=False)
     zo: ZoSpec | None = None            # algo zo: the SPSA step (no sample / update calls)
+    jvp: JvpSpec | None = None          # algo jvp: the forward-mode step (likewise)
 
     @property
     def training(self) -> bool:
-        return bool(self.sample_calls) or self.zo is not None
+        return bool(self.sample_calls) or self.zo is not None or self.jvp is not None
+
+    @property
+    def fg(self) -> FgSpec | None:
+        """The forward-gradient update of a zo or jvp program."""
+        spec = self.zo or self.jvp
+        return None if spec is None else spec.fg
 
     @property
     def train_steps(self) -> tuple[Call, ...]:
         """The per-sample call list (what plan_arena plans)."""
         if self.zo is not None:
             return self.forward_calls + (self.zo.loss,)
+        if self.jvp is not None:
+            return self.jvp.calls
         return self.forward_calls + self.sample_calls
 
 
@@ -234,53 +306,32 @@ def cos_pi(f) -> np.float32:
 
 
 # ---------------------------------------------------------------- lowering
-class _Recorder:
-    """Stands in for codegen.emit.EmitCtx so the fp32 generator's geometry helpers
-    (_conv_params, _pool_params, _bcast) compute the parameter structs for us."""
-
-    def __init__(self, tensors):
-        self.tensors = tensors
-        self.last = None
-
-    def shape(self, name):
-        return self.tensors[name].shape
-
-    def const_struct(self, ctype, key, values):
-        self.last = Struct(ctype, key, tuple(_parse_value(v) for v in values))
-        return key
-
-
-def _parse_value(v):
-    if isinstance(v, str) and v.startswith("{"):
-        return tuple(int(x) for x in v.strip("{}").split(","))
-    return int(v)
-
-
-def _struct(helper, tensors, *args) -> Struct:
-    rec = _Recorder(tensors)
-    helper(rec, *args)
-    return rec.last
-
-
 def _n(shape) -> int:
     return int(np.prod(shape, dtype=np.int64)) if shape else 1
-
-
-def _kernels():
-    """codegen.kernels (the fp32 generator's geometry helpers, shared so both precisions
-    describe a layer with the same numbers)."""
-    from ..codegen import kernels
-    return kernels
 
 
 class _Lowering:
     def __init__(self, program: TrainingProgram, tensors):
         self.p = program
         self.t = tensors
-        self.k = _kernels()
 
     def shape(self, name):
         return self.t[name].shape
+
+    # ---- parameter structs (ops/geometry.py: one definition for every back end); keyed by
+    # node, so a layer's forward and tangent calls share one constant struct
+    def conv_params(self, s, x, w, y) -> Struct:
+        p = conv_geometry(s.attrs, self.shape(x), self.shape(w), self.shape(y))
+        return Struct("tt_conv2d_params", "conv_" + s.node, tuple(int(p[k]) for k in CONV_FIELDS))
+
+    def pool_params(self, s, x, y) -> Struct:
+        p = pool_geometry(s.node, s.attrs, self.shape(x), self.shape(y))
+        return Struct("tt_pool2d_params", "pool_" + s.node, tuple(int(p[k]) for k in POOL_FIELDS))
+
+    def bcast(self, s, a, b, y) -> Struct:
+        dims, sa, sb = bcast4(s.node, self.shape(a), self.shape(b), self.shape(y))
+        return Struct("tt_bcast4", "bcast_" + s.node,
+                      tuple(tuple(int(v) for v in t) for t in (dims, sa, sb)))
 
     # ---- forward ----------------------------------------------------------------------------
     def fwd(self, s: Step) -> Call:
@@ -295,19 +346,19 @@ class _Lowering:
         if op == "Conv":
             w = s.inputs[1]
             b = Ref(s.inputs[2]) if len(s.inputs) > 2 and s.inputs[2] else None
-            p = _struct(self.k._conv_params, self.t, s, x, w, y)
+            p = self.conv_params(s, x, w, y)
             return call("tt_conv2d_fwd_f16", [p, Ref(x), Ref(w), b, Ref(y)])
         if op == "Relu":
             return call("tt_relu_fwd_f16", [Ref(x), Ref(y), _n(self.shape(x))])
         if op in ("MaxPool", "AveragePool"):
-            p = _struct(self.k._pool_params, self.t, s, x, y)
+            p = self.pool_params(s, x, y)
             kern = "tt_maxpool2d_fwd_f16" if op == "MaxPool" else "tt_avgpool2d_fwd_f16"
             return call(kern, [p, Ref(x), Ref(y)])
         if op == "GlobalAveragePool":
-            c, h, w = self.k._spatial(self.shape(x))
+            c, h, w = spatial(self.shape(x))
             return call("tt_global_avgpool_fwd_f16", [Ref(x), Ref(y), c, h * w])
         if op == "Add":
-            d = _struct(self.k._bcast, self.t, s, s.inputs[0], s.inputs[1], y)
+            d = self.bcast(s, s.inputs[0], s.inputs[1], y)
             return call("tt_add_fwd_f16", [d, Ref(s.inputs[0]), Ref(s.inputs[1]), Ref(y)])
         if op == "Reshape":   # a view when the planner gives it the input's bytes (always here)
             return call("copy", [Ref(y), Ref(x), _n(self.shape(x))])
@@ -332,28 +383,28 @@ class _Lowering:
             return call("tt_bias_bwd_f16", [Ref(gy), Ref(gx), n, m, 1, acc])
         if op == "Conv":
             x, w = s.fwd_inputs[0], s.fwd_inputs[1]
-            p = _struct(self.k._conv_params, self.t, s, x, w, gy)
+            p = self.conv_params(s, x, w, gy)
             if s.wrt == 0:
                 return call("tt_conv2d_bwd_x_f16", [p, Ref(gy), Ref(saved[1]), Ref(gx), acc])
             if s.wrt == 1:
                 return call("tt_conv2d_bwd_w_f16", [p, Ref(gy), Ref(saved[0]), Ref(gx), acc])
-            oc, oh, ow = self.k._spatial(self.shape(gy))
+            oc, oh, ow = spatial(self.shape(gy))
             return call("tt_bias_bwd_f16", [Ref(gy), Ref(gx), 1, oc, oh * ow, acc])
         if op == "Relu":
             return call("tt_relu_bwd_x_f16", [Ref(gy), Ref(saved[-1]), Ref(gx),
                                               _n(self.shape(gy)), acc])
         if op == "MaxPool":
-            p = _struct(self.k._pool_params, self.t, s, s.fwd_inputs[0], gy)
+            p = self.pool_params(s, s.fwd_inputs[0], gy)
             return call("tt_maxpool2d_bwd_x_f16", [p, Ref(gy), Ref(saved[0]), Ref(gx), acc])
         if op == "AveragePool":
-            p = _struct(self.k._pool_params, self.t, s, s.fwd_inputs[0], gy)
+            p = self.pool_params(s, s.fwd_inputs[0], gy)
             return call("tt_avgpool2d_bwd_x_f16", [p, Ref(gy), Ref(gx), acc])
         if op == "GlobalAveragePool":
-            c, h, w = self.k._spatial(self.shape(s.fwd_inputs[0]))
+            c, h, w = spatial(self.shape(s.fwd_inputs[0]))
             return call("tt_global_avgpool_bwd_x_f16", [Ref(gy), Ref(gx), c, h * w, acc])
         if op == "Add":
             a, b = s.fwd_inputs
-            d = _struct(self.k._bcast, self.t, s, a, b, gy)
+            d = self.bcast(s, a, b, gy)
             return call("tt_add_bwd_f16", [d, Ref(gy), Ref(gx), s.wrt, acc])
         if op == "Reshape":
             n = _n(self.shape(gy))
@@ -364,6 +415,75 @@ class _Lowering:
             return call("copy", [Ref(gx), Ref(gy), n])
         raise _unsupported(s)
 
+    # ---- forward mode -----------------------------------------------------------------------
+    def tangent_gen(self, var: str, param: str, fg: dict) -> Call:
+        """Position generator `var` at the first tangent value of `param` in this pass's
+        (seed, stream) stream (skipping the draws of the perturbed parameters before it)."""
+        args = (Gen(var), np.uint64(fg["seed"]), STREAM, np.uint32(fg["offsets"][param]),
+                fg["dist"])
+        return Call("gen", "Tangent", "tt_tangent_init_f16", args, (), (), param)
+
+    def tangent(self, s: Step, fg: dict) -> list[Call]:
+        """A small parameter tangent (a trainable Add operand), materialised as halves."""
+        p, t = s.node, s.outputs[0]
+        return [self.tangent_gen("v_p", p, fg),
+                Call("tangent", "Tangent", "tt_tangent_fill_f16",
+                     (Gen("v_p"), Ref(t), _n(self.shape(p))), (p,), (t,), p)]
+
+    def jvp(self, s: Step, fg: dict) -> list[Call]:
+        """The tangent of one node's output (forward_mode.build_jvp_steps: inputs are the
+        input tangents, then the forward values the Jacobian reads, then the parameters whose
+        tangents the kernel draws)."""
+        op, y = s.op, s.outputs[0]
+        nt = len(s.tangents)
+        tans = dict(zip(s.tangents, s.inputs[:nt]))
+        reads = dict(zip(s.needs, s.inputs[nt:]))
+        call = lambda kernel, args: Call("jvp", op, kernel, tuple(args),  # noqa: E731
+                                         tuple(i for i in s.inputs if i), s.outputs, s.node)
+        if op in ("Gemm", "Conv"):
+            if set(tans) - {0}:
+                raise ExportError(f"node {s.node!r} ({op}): a tangent on a weight or bias input "
+                                  "that is not a parameter has no fp16 C kernel (fp16 jvp "
+                                  "supports tangents on the input and drawn parameter tangents)")
+            x, w = s.fwd_inputs[0], s.fwd_inputs[1]
+            out, gens = [], []
+            for i, var in ((1, "v_w"), (2, "v_b")):
+                if i in s.generated:
+                    out.append(self.tangent_gen(var, s.fwd_inputs[i], fg))
+                    gens.append(Gen(var))
+                else:
+                    gens.append(None)
+            tx = Ref(tans[0]) if 0 in tans else None
+            xr = Ref(x) if 1 in s.generated else None    # read only for x . v_w
+            wr = Ref(w) if 0 in tans else None           # read only for tx . W
+            if op == "Gemm":
+                n, k = self.shape(x)
+                args = [xr, tx, wr, Ref(y), n, k, self.shape(w)[0]]
+                return out + [call("tt_gemm_jvp_f16", args + gens)]
+            args = [self.conv_params(s, x, w, y), xr, tx, wr, Ref(y)]
+            return out + [call("tt_conv2d_jvp_f16", args + gens)]
+        tx = tans.get(0)
+        if op == "Relu":     # diagonal Jacobian: the VJP kernel with the tangent for gy
+            return [call("tt_relu_bwd_x_f16", [Ref(tx), Ref(reads[OUT]), Ref(y),
+                                               _n(self.shape(y)), 0])]
+        if op == "MaxPool":
+            p = self.pool_params(s, s.fwd_inputs[0], y)
+            return [call("tt_maxpool2d_jvp_f16", [p, Ref(reads[0]), Ref(tx), Ref(y)])]
+        if op == "AveragePool":   # linear: the op itself on the tangent
+            p = self.pool_params(s, s.fwd_inputs[0], y)
+            return [call("tt_avgpool2d_fwd_f16", [p, Ref(tx), Ref(y)])]
+        if op == "GlobalAveragePool":
+            c, h, w = spatial(self.shape(s.fwd_inputs[0]))
+            return [call("tt_global_avgpool_fwd_f16", [Ref(tx), Ref(y), c, h * w])]
+        if op == "Add":
+            a, b = s.fwd_inputs
+            d = self.bcast(s, a, b, y)
+            ta, tb = (Ref(tans[i]) if i in tans else None for i in (0, 1))
+            return [call("tt_add_jvp_f16", [d, ta, tb, Ref(y)])]
+        if op == "Reshape":   # a view when the planner gives it the tangent's bytes (always)
+            return [call("copy", [Ref(y), Ref(tx), _n(self.shape(tx))])]
+        raise _unsupported(s)
+
 
 def _unsupported(s) -> ExportError:
     return ExportError(f"node {s.node!r} ({s.op}): no fp16 C kernel for this op; fp16 export "
@@ -372,14 +492,14 @@ def _unsupported(s) -> ExportError:
 
 def check_fp16_config(cfg) -> None:
     """Refuse, with what is supported, every option the fp16 path does not implement."""
-    if cfg.algo not in ("bp", "zo") or cfg.hybrid_bp_layers:
-        raise ConfigError(f"fp16 training supports backpropagation (algo 'bp') and zeroth order "
-                          f"(algo 'zo'), not {cfg.algo!r}"
+    if cfg.algo not in ("bp", "zo", "jvp") or cfg.hybrid_bp_layers:
+        raise ConfigError(f"fp16 training supports backpropagation (algo 'bp'), zeroth order "
+                          f"(algo 'zo') and forward mode (algo 'jvp'), not {cfg.algo!r}"
                           f"{' with hybrid_bp_layers' if cfg.hybrid_bp_layers else ''}"
-                          "; use precision fp32 for jvp and the zo + backprop hybrid")
-    if cfg.algo == "zo" and cfg.zo_eps_halve_every:
-        raise ConfigError("the zo eps schedule (zo_eps_halve_every) is available in fp32 and "
-                          "fixed point; fp16 zo uses a constant eps")
+                          "; use precision fp32 for the zo + backprop hybrid")
+    if getattr(cfg, "zo_sam_rho", 0.0):
+        raise ConfigError("the zo sharpness-aware point (zo_sam_rho, --sam-rho) is not available "
+                          "in fp16; use precision fp32 or fixed point")
     if cfg.optimizer not in OPTIMIZERS:
         raise ConfigError(f"fp16 training supports the optimizers {' and '.join(OPTIMIZERS)} "
                           f"(momentum state fp32, or half with fp16_state), not "
@@ -423,16 +543,22 @@ def lower_fp16(program: TrainingProgram, cfg=None) -> Fp16Program:
     check_fp16_config(cfg)
     check_fp16_config(program.config)
     loss_scale, use_master, fp16_state = fp16_options(cfg)
-    zo = program.config.algo == "zo"
+    algo = program.config.algo
+    zo, jvp = algo == "zo", algo == "jvp"
     if zo and not use_master:
         raise ConfigError("fp16 zo needs the fp32 master weights (master_weights=True): the "
                           "perturbation is computed from them, so the restore is exact")
+    if jvp and not use_master:
+        raise ConfigError("fp16 jvp needs the fp32 master weights (master_weights=True): its "
+                          "update lr * coef * v is applied to them (most updates are below "
+                          "half a half-ulp of the weight)")
     if program.fused:   # fused SGD updates the halves inside the backward pass: no master
         program = build_training_program(program.graph, replace(program.config,
                                                                 fuse_update=False))
     src = program.tensors
     graph = program.graph
-    training = zo or any(s.kind == "loss" and len(s.outputs) > 1 for s in program.train_steps)
+    training = zo or jvp or any(s.kind == "loss" and len(s.outputs) > 1
+                                for s in program.train_steps)
     mom = program.config.optimizer == "momentum"
 
     # ---- tensor table: storage dtypes; opt_state f32 tensors first, then f16 ones
@@ -450,7 +576,7 @@ def lower_fp16(program: TrainingProgram, cfg=None) -> Fp16Program:
     tensors[x16] = src[program.input].with_(name=x16, dtype="f16", role=TensorRole.ACTIVATION)
     masters: dict[str, str] = {}
     states: dict[str, str] = {}
-    upd_params = (list(program.fg_params) if zo
+    upd_params = (list(program.fg_params) if zo or jvp
                   else [s.inputs[0] for s in program.update_steps])
     for p in upd_params:
         if use_master:
@@ -481,9 +607,11 @@ def lower_fp16(program: TrainingProgram, cfg=None) -> Fp16Program:
     batch = int(program.config.batch)
     grad_scale = F32(F32(loss_scale) / F32(batch))
     inv_scale = F32(1.0 / loss_scale)
-    zspec = None
+    zspec = jspec = None
     if zo:
         zspec = _zo_spec(program, src, masters, states, fp16_state)
+    elif jvp:
+        jspec = _jvp_spec(program, low, rename, cast, masters, states, fp16_state)
     elif training:
         rest = program.train_steps[len(program.forward_steps):]
         ls = rest[0]
@@ -518,7 +646,10 @@ def lower_fp16(program: TrainingProgram, cfg=None) -> Fp16Program:
     for name, t in src.items():
         if t.role is TensorRole.CONST:
             init[name] = _halves(name, graph.initializers[name])
-    planned = forward + ([zspec.loss] if zspec is not None else sample)
+    if jspec is not None:
+        planned = list(jspec.calls)
+    else:
+        planned = forward + ([zspec.loss] if zspec is not None else sample)
     plan = plan_arena(_PlanInput(tensors, program.trainable, program.input, program.label,
                                  program.loss, tuple(planned)))
 
@@ -534,6 +665,8 @@ def lower_fp16(program: TrainingProgram, cfg=None) -> Fp16Program:
 
     forward = [resolve(c) for c in forward]
     sample = [resolve(c) for c in sample]
+    if jspec is not None:
+        jspec = replace(jspec, calls=tuple(resolve(c) for c in jspec.calls))
     return Fp16Program(
         source=program, config=program.config, tensors=tensors, forward_calls=tuple(forward),
         sample_calls=tuple(sample), update_calls=tuple(updates),
@@ -541,42 +674,86 @@ def lower_fp16(program: TrainingProgram, cfg=None) -> Fp16Program:
         params=tuple(graph.params), input=program.input, input16=x16, label=program.label,
         loss=program.loss, logits=program.logits, masters=masters, init=init,
         loss_scale=loss_scale, grad_scale=grad_scale, inv_scale=inv_scale,
-        fp16_state=fp16_state, plan=plan, zo=zspec)
+        fp16_state=fp16_state, plan=plan, zo=zspec, jvp=jspec)
+
+
+def _fg_spec(program: TrainingProgram, src, masters, states, fp16_state) -> FgSpec:
+    """The forward-gradient update over program.fg_params (export order = draw order): the fp32
+    zo update applied to the masters, then w16 = half(master)."""
+    cfg = program.config
+    mom = cfg.optimizer == "momentum"
+    update, apply = [], []
+    for p in program.fg_params:
+        n, m = _n(src[p].shape), masters[p]
+        if mom:
+            v = states[p]
+            sfx = "" if fp16_state else "_v32"
+            update.append(Call("zo", "Momentum", "tt_zo_mom_acc_f16" + sfx,
+                               (Ref(v), n, ZSTATE, MU, COEF, DISTS[cfg.zo_dist]), (v,), (v,), p))
+            apply.append(Call("update", "momentum", "tt_zo_mom_upd_f16" + sfx,
+                              (Ref(m), Ref(p), Ref(v), n, COEF), (m, v), (m, p), p))
+        else:
+            update.append(Call("update", "sgd", "tt_zo_update_f16",
+                               (Ref(m), Ref(p), n, ZSTATE, COEF, DISTS[cfg.zo_dist]), (m,),
+                               (m, p), p))
+    return FgSpec(n=int(cfg.perturbations), seed=int(cfg.seed), dist=DISTS[cfg.zo_dist],
+                  sign=cfg.zo_estimator == "sign", n_f=F32(int(cfg.perturbations)),
+                  batch_f=F32(int(cfg.batch)), momentum=F32(cfg.momentum) if mom else None,
+                  params=tuple(program.fg_params), update=tuple(update), apply=tuple(apply))
+
+
+def _xent_call(program: TrainingProgram, src) -> Call:
+    """The loss of one sample without its gradient (scale 1: the loss value only)."""
+    logits, label = program.logits, program.label
+    rows, cols = src[logits].shape
+    loss_op = next(s.op for s in program.train_steps if s.kind in ("loss", "loss_jvp"))
+    return Call("loss", loss_op, "tt_softmax_xent_f16",
+                (Ref(logits), Ref(label), rows, cols, F32(1.0), LOSS_OUT, None),
+                (logits, label), (program.loss,), loss_op)
 
 
 def _zo_spec(program: TrainingProgram, src, masters, states, fp16_state) -> ZoSpec:
     """The fp16 SPSA call lists over program.fg_params (export order = draw order)."""
     cfg = program.config
-    dist = {"rademacher": 0, "gaussian": 1}[cfg.zo_dist]
-    mom = cfg.optimizer == "momentum"
-    perturb, restore, update, apply = [], [], [], []
+    dist = DISTS[cfg.zo_dist]
+    perturb, restore = [], []
     for p in program.fg_params:
         n, m = _n(src[p].shape), masters[p]
         perturb.append(Call("zo", "Perturb", "tt_zo_perturb_f16",
                             (Ref(m), Ref(p), n, ZSTATE, COEF, dist), (m,), (p,), p))
         restore.append(Call("zo", "Restore", "tt_f32_to_f16_n", (Ref(m), Ref(p), n), (m,),
                             (p,), p))
-        if mom:
-            v = states[p]
-            sfx = "" if fp16_state else "_v32"
-            update.append(Call("zo", "Momentum", "tt_zo_mom_acc_f16" + sfx,
-                               (Ref(v), n, ZSTATE, MU, COEF, dist), (v,), (v,), p))
-            apply.append(Call("update", "momentum", "tt_zo_mom_upd_f16" + sfx,
-                              (Ref(m), Ref(p), Ref(v), n, COEF), (m, v), (m, p), p))
+    return ZoSpec(fg=_fg_spec(program, src, masters, states, fp16_state), eps=F32(cfg.zo_eps),
+                  halve_every=int(cfg.zo_eps_halve_every), halvings=int(cfg.zo_eps_halvings),
+                  perturb=tuple(perturb), restore=tuple(restore),
+                  loss=_xent_call(program, src))
+
+
+def _jvp_spec(program: TrainingProgram, low: _Lowering, rename, cast: Call, masters, states,
+              fp16_state) -> JvpSpec:
+    """The fp16 forward-mode pass: forward_mode.build_jvp_steps' step list as calls."""
+    cfg = program.config
+    src = program.tensors
+    fg = {"seed": int(cfg.seed), "dist": DISTS[cfg.zo_dist],
+          "offsets": draw_offsets(program.fg_params, src, DISTS[cfg.zo_dist])}
+    calls = [cast]
+    for s in program.train_steps:
+        s = rename(s)
+        if s.kind == "fwd":
+            calls.append(low.fwd(s))
+        elif s.kind == "tangent":
+            calls += low.tangent(s, fg)
+        elif s.kind == "jvp":
+            calls += low.jvp(s, fg)
+        elif s.kind == "loss_jvp":
+            logits, label, tlogits = s.inputs
+            rows, cols = src[logits].shape
+            calls.append(_xent_call(program, src))
+            calls.append(Call("loss_jvp", s.op, "tt_softmax_xent_jvp_f16",
+                              (Ref(logits), Ref(label), rows, cols, Ref(tlogits), DL_OUT),
+                              (logits, label, tlogits), (program.loss + TAN,), s.op))
         else:
-            update.append(Call("update", "sgd", "tt_zo_update_f16",
-                               (Ref(m), Ref(p), n, ZSTATE, COEF, dist), (m,), (m, p), p))
-    logits, label = program.logits, program.label
-    rows, cols = src[logits].shape
-    loss_op = next(s.op for s in program.train_steps if s.kind == "loss")
-    loss = Call("loss", loss_op, "tt_softmax_xent_f16",
-                (Ref(logits), Ref(label), rows, cols, F32(1.0), LOSS_OUT, None),
-                (logits, label), (program.loss,), loss_op)
-    eps = F32(cfg.zo_eps)
-    return ZoSpec(n=int(cfg.perturbations), seed=int(cfg.seed), dist=dist,
-                  sign=cfg.zo_estimator == "sign", eps=eps,
-                  denom=F32(F32(F32(2.0) * eps) * F32(int(cfg.batch))),
-                  n_f=F32(int(cfg.perturbations)),
-                  momentum=F32(cfg.momentum) if mom else None,
-                  params=tuple(program.fg_params), perturb=tuple(perturb),
-                  restore=tuple(restore), update=tuple(update), apply=tuple(apply), loss=loss)
+            raise ExportError(f"internal: step kind {s.kind!r} in an fp16 jvp pass")
+    gens = sorted({a.var for c in calls for a in c.args if isinstance(a, Gen)})
+    return JvpSpec(fg=_fg_spec(program, src, masters, states, fp16_state), calls=tuple(calls),
+                   gens=tuple(gens))
