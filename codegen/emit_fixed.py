@@ -28,6 +28,7 @@ SECTION = {"params_rw": "tt_params_rw", "arena": "tt_arena", "grads": "tt_grads"
            "opt_state": "tt_opt_state"}
 RUNTIME_FIXED = (("include", "tt_status.h"), ("include", "tt_kernels.h"),
                  ("include", "tt_fixed.h"), ("include", "tt_qkernels.h"), ("include", "tt_qact.h"),
+                 ("include", "tt_qjvp.h"),
                  ("include", "tt_prng.h"), ("src", "tt_util.c"), ("src", "tt_fixed.c"),
                  ("src", "tt_prng.c"), ("src", "*_q.c"), ("src", "tt_train_q.c"))
 TEMPLATES = {"tt_model.h": "tt_model.h.j2", "tt_model.c": "tt_model_fixed.c.j2",
@@ -216,6 +217,49 @@ class _CEmit:
             lv = self.i32_table("levels_" + c.node, cd.levels)
             T.append(("try", f"tt_{a['fn']}_bwd_x_code{sfx}({ins[0]}, {ins[1]}, {lv}, {out}, "
                              f"{a['n']}, {cd.k})"))
+        elif fn in ("gemm_jvp", "conv2d_jvp"):
+            has_t, has_w, has_b = a["has"]
+            it = iter(ins)
+            x = next(it) if has_w else "NULL"
+            tx, w = (next(it), next(it)) if has_t else ("NULL", "NULL")
+            fields = []
+            for key in ("a", "b", "c"):
+                if key + "_mult" in a["scales"]:
+                    ex, terms = a["scales"][key + "_exp"]
+                    e = " + ".join([str(ex)] + [self.evar(v) for v in terms])
+                    fields += [str(a["scales"][key + "_mult"]), e]
+                else:
+                    fields += ["0", "0"]
+            T.append(("raw", "{"))
+            T.append(("raw", f"    const tt_jvp_scales sc_ = {{ {', '.join(fields)} }};"))
+            gens = []
+            for var, spec in (("zq", a["w"]), ("zb", a["b"])):
+                if spec is None:
+                    gens.append("NULL")
+                    continue
+                # the parameter's direction: stream (seed, step, k) past the earlier tensors'
+                T.append(("raw", f"    tt_prng_seed(&{var}, {self.fp.seed}u, "
+                                 f"tt_prng_stream_id(step, k));"))
+                T.append(("raw", f"    tt_prng_advance(&{var}, {spec[1]}u); /* {spec[0]} */"))
+                gens.append("&" + var)
+            ev = "&" + self.evar(c.exp[0])
+            if fn == "gemm_jvp":
+                call = (f"tt_gemm_jvp{sfx}({x}, {tx}, {w}, {out}, {a['k']}, {a['m']}, "
+                        f"{gens[0]}, {gens[1]}, {a['dist']}, &sc_, {ev})")
+            else:
+                zrow = P(c.outputs[1]) if len(c.outputs) > 1 else "NULL"
+                call = (f"tt_conv2d_jvp{sfx}(&{self.conv(c.node, a['conv'])}, {x}, {tx}, {w}, "
+                        f"{out}, {gens[0]}, {gens[1]}, {a['dist']}, &sc_, {ev}, {zrow})")
+            T.append(("try", call))
+            T.append(("raw", "}"))
+            return T
+        elif fn == "maxpool2d_jvp":
+            T.append(("try", f"tt_maxpool2d_jvp{sfx}(&{self.pool(c.node, a['pool'])}, {ins[0]}, "
+                             f"{ins[1]}, {out})"))
+        elif fn == "dot_q30":
+            T.append(("try", f"tt_dot_q30{sfx}({ins[0]}, {ins[1]}, {a['n']}, dot)"))
+            T.append(("raw", f"*e_dot = {self.evar('e:' + c.inputs[1])};"))
+            return T
         elif fn == "act_convert":
             T.append(("try", f"tt_act_convert_q({ins[0]}, {a['xbits']}, {out}, {bits}, {a['n']}, "
                              f"{a['mult']}, {a['shift']}, {self.sat(a)})"))
@@ -285,10 +329,15 @@ def _comment(c, plan) -> str:
     return f"{c.node} ({c.fn}): {placement_note(c.outputs, plan)}".replace("*/", "* /")
 
 
+def _algo(fp) -> str:
+    return "zo" if fp.zo is not None else ("jvp" if fp.jvp is not None else "bp")
+
+
 def _readme_fg(fp):
-    if fp.zo is None:
+    spec = fp.zo if fp.zo is not None else fp.jvp
+    if spec is None:
         return None
-    return {"n": fp.zo["n"], "seed": fp.seed, "params": [p["name"] for p in fp.zo["params"]]}
+    return {"n": spec["n"], "seed": fp.seed, "params": [p["name"] for p in spec["params"]]}
 
 
 def emit_context_fixed(fp, plan, *, model_hash: int, command: str) -> dict:
@@ -349,18 +398,30 @@ def emit_context_fixed(fp, plan, *, model_hash: int, command: str) -> dict:
               "sign": z["sign"], "frac_bits": z["frac_bits"], "sat": z["sat"], "sam": z["sam"],
               "loss": f"tt_softmax_xent{SUF[ce.logits_bits]}({ce.ptr(lz['logits'])}, label, {lz['rows']}, "
                       f"{lz['cols']}, {lz['x_mult']}, {lz['x_shift']}, lq, NULL)",
-              "halve_every": z["halve_every"], "halvings": z["halvings"],
               "params": [{"ptr": ce.ptr(q["name"]), "sfx": f"_q{q['wbits']}", "size": q["size"],
                           "eps": ce.i32_table("zo_eps_" + q["name"], q["eps"]),
-                          "lo": q["lo"], "hi": q["hi"],
-                          "mult": ce.i32_table("zo_mult_" + q["name"], q["mult"]),
-                          "shift": ce.i32_table("zo_shift_" + q["name"], q["shift"]),
                           "sam": ce.i32_table("zo_sam_" + q["name"], q["sam"]) if q["sam"] else None,
                           "sat": q["sat"], "name": q["name"]}
                          for q in z["params"]]}
-        for q in zo["params"]:
-            if q["sfx"] == "_q64":   # int64 bounds as C literals of the right type
-                q["lo"], q["hi"] = f"(-INT64_C({-q['lo']}))", f"INT64_C({q['hi']})"
+    jvp = None
+    if fp.jvp is not None:
+        j = fp.jvp
+        jvp = {"n": j["n"], "sign": j["sign"], "sat": j["sat"], "pass": stmts(j["pass"])}
+    upd = None
+    spec = fp.zo if fp.zo is not None else fp.jvp
+    if spec is not None:
+        upd = {"dist": "TT_ZO_GAUSS" if spec["dist"] else "TT_ZO_RADEMACHER",
+               "frac_bits": spec["frac_bits"], "halve_every": spec.get("halve_every", 0),
+               "halvings": spec.get("halvings", 0),
+               "params": [{"ptr": ce.ptr(q["name"]), "sfx": f"_q{q['wbits']}", "size": q["size"],
+                           "lo": q["lo"], "hi": q["hi"], "sat": q["sat"], "name": q["name"],
+                           "mult": ce.i32_table("zo_mult_" + q["name"], q["mult"]),
+                           "shift": ce.i32_table("zo_shift_" + q["name"], q["shift"])}
+                          for q in spec["params"]]}
+        for table in upd["params"]:
+            if table["sfx"] == "_q64":   # int64 bounds as C literals of the right type
+                table["lo"], table["hi"] = (f"(-INT64_C({-table['lo']}))",
+                                            f"INT64_C({table['hi']})")
     mem = dict(plan.section_bytes)
     ck = checkpoint_bytes(mem)
     banner = file_banner(model_hash, command)
@@ -370,14 +431,15 @@ def emit_context_fixed(fp, plan, *, model_hash: int, command: str) -> dict:
                          f"{c_float(fp.scales[fp.logits][0])};")
     return {
         "banner": banner, "model_hash": model_hash, "loss": "SoftmaxCrossEntropy",
-        "training": bool(fp.trainable), "algo": "zo" if fp.zo else "bp",
-        "backprop": fp.zo is None, "fg": _readme_fg(fp),
+        "training": bool(fp.trainable), "algo": _algo(fp),
+        "backprop": fp.zo is None and fp.jvp is None, "fg": _readme_fg(fp),
         "input_size": in_t.size, "input_shape": list(in_t.shape),
         "output_size": out_t.size, "output_shape": list(out_t.shape), "batch": 1,
         "params": params, "trainable_floats": sum(p["size"] for p in params if p["trainable"]),
         "mem": mem, "checkpoint_bytes": ck, "tensor_macros": macros,
         "consts": ce.consts, "ro_arrays": ro_arrays, "init_arrays": init_arrays,
-        "quantize_input": quantize_input, "forward": forward, "train": train, "zo": zo, "exps": [f"e_{i}" for i in range(len(fp.exps))],
+        "quantize_input": quantize_input, "forward": forward, "train": train, "zo": zo,
+        "jvp": jvp, "upd": upd, "exps": [f"e_{i}" for i in range(len(fp.exps))],
         "n_sat": max(len(fp.sat_sites), 1), "sat_sites": list(fp.sat_sites),
         "bits": ce.logits_bits, "seed": fp.seed, "logits_macro": ce.ptr(fp.logits),
         "out_scale": out_scale, "label_arg": "label",
@@ -396,7 +458,7 @@ def emit_project_fixed(fp, plan, out_dir, *, model_hash: int, command: str = "",
     cfg = fp.program.config
     manifest = {
         "tinytrain": __version__, "model_hash": f"{model_hash:08x}", "command": command,
-        "precision": fp.qcfg.precision, "algo": "zo" if fp.zo else "bp",
+        "precision": fp.qcfg.precision, "algo": _algo(fp),
         "training": ctx["training"], "warnings": list(fp.warnings),
         "input": {"name": fp.input, "shape": ctx["input_shape"]},
         "output": {"name": fp.program.logits, "shape": ctx["output_shape"]},

@@ -9,6 +9,7 @@ from .errors import NumericFaultError, ShapeError, TinytrainError
 from .ir import TensorRole
 from .numerics import fixed as fx
 from .numerics import qact as qa
+from .numerics import qjvp as qj
 from .numerics import qkernels as qk
 from .numerics.prng import Pcg32, stream_id
 from .passes.lower_fixed import UPDATE_STREAM
@@ -137,6 +138,35 @@ class FixedTrainer:
             elif fn == "add_bwd":
                 out = qk.add_bwd(a["dims"], (a["sa"], a["sb"])[a["which"]], ins[0], a["len"],
                                  bits=bits)
+            elif fn in ("gemm_jvp", "conv2d_jvp"):
+                has_t, has_w, has_b = a["has"]
+                it = iter(ins)
+                x = next(it) if has_w else None
+                tx, w = (next(it), next(it)) if has_t else (None, None)
+                sc = {}
+                for key in ("a", "b", "c"):
+                    if key + "_mult" in a["scales"]:
+                        ex, terms = a["scales"][key + "_exp"]
+                        sc[key + "_mult"] = a["scales"][key + "_mult"]
+                        sc[key + "_exp"] = ex + sum(exps[v] for v in terms)
+                    else:
+                        sc[key + "_mult"], sc[key + "_exp"] = 0, 0
+                zw = self._direction(*a["w"]) if has_w else None
+                zb = self._direction(*a["b"]) if has_b else None
+                if fn == "gemm_jvp":
+                    out, exps[c.exp[0]] = qj.gemm_jvp(x, tx, w, a["k"], a["m"], zw, zb, a["dist"],
+                                                      sc, bits)
+                else:
+                    out, exps[c.exp[0]] = qj.conv2d_jvp(a["conv"], x, tx, w, zw, zb, a["dist"],
+                                                        sc, bits)
+                env[c.outputs[0]] = np.asarray(out).reshape(-1).astype(
+                    _NP[self.fp.tensors[c.outputs[0]].dtype])
+                continue
+            elif fn == "maxpool2d_jvp":
+                out = qj.maxpool2d_jvp(a["pool"], ins[0], ins[1], bits)
+            elif fn == "dot_q30":
+                self._dot = (qj.dot_q30(ins[0], ins[1], bits), exps["e:" + c.inputs[1]])
+                continue
             elif fn == "act_fwd":
                 out = getattr(qa, a["fn"] + "_fwd")(a["table"], ins[0])
             elif fn == "act_code_fwd":
@@ -251,15 +281,63 @@ class FixedTrainer:
             ascend(-1)
         if z["sam"]:
             self.sam_signs = [(d > 0) - (d < 0) for d in ds]
+        self._fg_update(z, ds, h, rr, env)
+        return l0
+
+    def _fg_update(self, spec, ds, h, rr, env):
+        """w_t -= c_t(d_k) z_k for k = 0..n-1, z regenerated (zo and jvp share it)."""
+        fp = self.fp
         for k, d in enumerate(ds):
             zr = Pcg32(fp.seed, stream_id(self.step, k))
-            for p in z["params"]:
-                c, ns = qk.zo_coef(d, p["mult"][h], p["shift"][h], z["frac_bits"])
+            for p in spec["params"]:
+                c, ns = qk.zo_coef(d, p["mult"][h], p["shift"][h], spec["frac_bits"])
                 self.sat[p["sat"]] += ns
-                w, ns = qk.zo_update(self.weights[p["name"]], zr, z["dist"], c, z["frac_bits"],
-                                     self.rounding, rr, p["lo"], p["hi"], bits=p["wbits"])
+                w, ns = qk.zo_update(self.weights[p["name"]], zr, spec["dist"], c,
+                                     spec["frac_bits"], self.rounding, rr, p["lo"], p["hi"],
+                                     bits=p["wbits"])
                 self.weights[p["name"]] = env[p["name"]] = np.asarray(w).reshape(-1)
                 self.sat[p["sat"]] += ns
+
+    def _direction(self, param, skip):
+        """The generator of a parameter's direction: stream (seed, step, k) past `skip` draws
+        (the earlier parameters')."""
+        zr = Pcg32(self.fp.seed, stream_id(self.step, self._k))
+        zr.advance(skip)
+        return zr
+
+    def directional_derivative(self, x, y, k: int = 0):
+        """One jvp pass for direction k of the current step: (loss, dL.v) as floats (the
+        integer dot product times 2^(e - 30)); nothing changes."""
+        fp = self.fp
+        env, xb = self._env(x)
+        env.update(self.state)
+        env[fp.input] = xb[0]
+        env[fp.label] = np.array([int(np.asarray(y).reshape(-1)[0])], np.int32)
+        self._k = k
+        self._run(fp.jvp["pass"], env, {}, None)
+        s, e = self._dot
+        return float(env["__loss_q24"]) * 2.0 ** -24, float(s) * 2.0 ** (e - 30)
+
+    def _jvp_step(self, env, exps, rrng) -> float:
+        """Fixed-point forward mode (lower_fixed._Lowering.jvp_spec): n interleaved passes, then
+        zo's update with d_k = dL.v_k in Q24 (clamped to int32, counted)."""
+        fp, j = self.fp, self.fp.jvp
+        rr = rrng if self.rounding == qk.ROUND_STOCHASTIC else None
+        ds, l0 = [], 0.0
+        for k in range(j["n"]):
+            self._k = k
+            self._run(j["pass"], env, exps, None)
+            s, e = self._dot
+            # Q24: s 2^(e - 30) 2^24, the shift clamped to tt_shift_round64's [-63, 62]
+            full = int(fx.shift_round(np.int64(s), max(min(e - 6, 62), -63)))
+            d = max(min(full, (1 << 31) - 1), -(1 << 31))
+            self.sat[j["sat"]] += int(d != full)
+            if k == 0:
+                l0 = float(np.float32(env["__loss_q24"]) * LOSS_SCALE)
+            if j["sign"]:
+                d = (1 << 24) * ((d > 0) - (d < 0))
+            ds.append(d)
+        self._fg_update(j, ds, 0, rr, env)
         return l0
 
     def _bwd_w_update(self, c, ins, exps, rng):
@@ -334,8 +412,8 @@ class FixedTrainer:
             env[fp.label] = np.array([lab], np.int32)
             exps: dict[str, int] = {}
             rng = Pcg32(fp.seed, stream_id(self.step, UPDATE_STREAM))
-            if fp.zo is not None:
-                total += self._zo_step(env, exps, rng)
+            if fp.zo is not None or fp.jvp is not None:
+                total += (self._zo_step if fp.zo is not None else self._jvp_step)(env, exps, rng)
                 self.step += 1
                 continue
             self._run(fp.forward, env, exps, rng)

@@ -21,6 +21,7 @@ CASES = [("cnn", "int8", dict(trainable="all")),
          ("mlp", "int8", dict(trainable="last:1", algo="zo", zo_eps=1e-2, perturbations=2)),
          ("cnn", "fp16", dict(trainable="all", optimizer="momentum")),
          ("cnn", "fp16", dict(trainable="all", algo="jvp", perturbations=2)),
+         ("cnn", "int8", dict(trainable="all", algo="jvp", perturbations=2)),
          # zo + backprop hybrid, sharpness-aware point, an int16 layer in an int8 model
          ("mlp", "int8", dict(trainable="all", algo="zo", hybrid_bp_layers=1, zo_sam_rho=0.05,
                               zo_eps=1e-2, perturbations=2,

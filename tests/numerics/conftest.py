@@ -24,7 +24,7 @@ INCLUDE = ROOT / "runtime_c" / "include"
 SRC = ROOT / "runtime_c" / "src"
 # dependency order, for the cffi declarations
 HEADERS = ["tt_status.h", "tt_kernels.h", "tt_prng.h", "tt_fixed.h", "tt_fp16.h", "tt_qkernels.h",
-           "tt_qact.h"]
+           "tt_qact.h", "tt_qjvp.h"]
 
 STRICT_FLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffp-contract=off"]
 EXTRA_WARNINGS = ["-Wshadow", "-Wmissing-prototypes", "-Wstrict-prototypes", "-Wundef",

@@ -144,7 +144,8 @@ def test_kernels_under_asan_and_ubsan():
                UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
     cmd = [sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-x", "-s", "-p",
            "no:cacheprovider", str(HERE / "test_qkernels.py"), str(HERE / "test_fp16_kernels.py"),
-           str(HERE / "test_fixed.py"), "-k",
+           str(HERE / "test_fixed.py"), str(HERE / "test_qact.py"), str(HERE / "test_qjvp.py"),
+           "-k",
            "not test_fixed or requant_arrays or grad_quant or rescale or requant_float"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
                        cwd=str(HERE.parents[1]))

@@ -34,6 +34,7 @@ from ..numerics import qact
 from ..ops.geometry import bcast4, conv_geometry, pool_geometry, spatial
 from .quantize import (QuantConfig, activation_scale, calibrate, quantize_values, relu_only,
                        weight_scales)
+from .forward_mode import draw_offsets
 from .training import GRAD, TrainConfig, build_training_program
 
 FIXED_OPS = ("Gemm", "Conv", "Relu", "Sigmoid", "Tanh", "MaxPool", "AveragePool",
@@ -81,6 +82,7 @@ class FixedProgram:
     lr: float = 0.0
     initial: dict = field(default_factory=dict)   # param -> int64 array (quantized values)
     zo: dict | None = None          # fixed-point SPSA step (lower_fixed._Lowering.zo_spec)
+    jvp: dict | None = None         # fixed-point forward mode (lower_fixed._Lowering.jvp_spec)
     warnings: tuple = ()            # what the user should know (sub-LSB perturbations, 8w8a)
 
     @property
@@ -90,8 +92,9 @@ class FixedProgram:
     @property
     def train_steps(self):
         """What plan_arena walks (zo: the forward pass, which quantizes the caller's float
-        input again each time, so nothing lives across passes: arena = inference arena)."""
-        return self.forward + self.train
+        input again each time, so nothing lives across passes: arena = inference arena; jvp:
+        one pass of forward and tangent calls interleaved)."""
+        return self.jvp["pass"] if self.jvp else self.forward + self.train
 
     @property
     def params(self) -> list[str]:
@@ -135,18 +138,16 @@ def pool_params(node, xs, ys) -> dict:
 
 
 def check_fixed_config(cfg: TrainConfig, trainable):
-    if cfg.algo not in ("bp", "zo"):
-        raise ConfigError(f"fixed-point export supports --algo bp and zo, not {cfg.algo!r} "
-                          "(forward-mode jvp runs in fp32 / fp16)")
     if not trainable:
         return
     if cfg.loss != "cross_entropy":
         raise ConfigError(f"fixed-point training supports the cross_entropy loss (integer "
                           f"softmax cross-entropy), not {cfg.loss!r}")
-    if cfg.optimizer not in ("sgd", "momentum") or (cfg.algo == "zo" and cfg.optimizer != "sgd"):
+    fg = cfg.algo in ("zo", "jvp")
+    if cfg.optimizer not in ("sgd", "momentum") or (fg and cfg.optimizer != "sgd"):
         raise ConfigError(f"fixed-point training supports the sgd and momentum optimizers "
-                          f"(integer SGD with QAS; zo: sgd), not {cfg.optimizer!r}"
-                          f"{' with zo' if cfg.algo == 'zo' else ''}")
+                          f"(integer SGD with QAS; zo and jvp: sgd), not {cfg.optimizer!r}"
+                          f"{f' with {cfg.algo}' if fg else ''}")
     if cfg.batch != 1:
         raise ConfigError(f"fixed-point training runs at batch 1 (each sample's integer "
                           f"gradient is applied at once); got batch {cfg.batch}")
@@ -206,8 +207,12 @@ class _Lowering:
         self.tables: dict[str, object] = {}   # Sigmoid/Tanh node -> its qact.ActTable
         self.trainable = set(program.trainable)
         self.zo = cfg.algo == "zo"
+        self.jvp = cfg.algo == "jvp"
         # the parameters zo perturbs (a hybrid program trains its last layers by backprop)
         self.zo_params = set(program.fg_params) if self.zo else set()
+        # parameters a forward gradient (zo or jvp) moves: one scale per tensor (one step size)
+        self.fg_params = set(program.fg_params)
+        self.spans: dict[str, tuple[int, int]] = {}   # node -> its forward calls
         # activations computed from a trainable parameter: their ranges move during training
         self.downstream: set[str] = set()
         for n in graph.nodes:
@@ -302,8 +307,10 @@ class _Lowering:
         wb = self.wbits(node)
         if name == w_name:
             # zo perturbs whole tensors with one step size: one scale per trainable tensor
+            # jvp: a layer whose input carries a tangent scales it by s_W, one mantissa
             per_ch = self.q.per_channel and node.name not in self.backprops and not any(
-                i in self.zo_params for i in node.inputs[1:])
+                i in self.fg_params for i in node.inputs[1:]) and not (
+                self.jvp and node.inputs[0] in self.downstream)
             head = 1.0 if not trainable else (
                 self.q.trainable_headroom if wb == 8 else max(self.q.trainable_headroom,
                                                               self.q.wide_headroom))
@@ -396,6 +403,7 @@ class _Lowering:
             ins = [self.alias.get(i, i) for i in n.inputs]
             y = n.outputs[0]
             op = n.op
+            start = len(self.calls)
             if op in ("Gemm", "Conv"):
                 self.bits = self.layer_bits.get(n.name, self.q.bits)
                 ins[0] = self.convert(ins[0], self.bits)
@@ -472,6 +480,7 @@ class _Lowering:
                           {"dims": dims, "sa": sa, "sb": sb, "add": ap,
                            "act_min": 0 if relu_only(g, y) else None,
                            "sat": self.site("output " + y)})
+            self.spans[n.name] = (start, len(self.calls))
         return list(self.calls)
 
     def lut_act(self, node, x, y):
@@ -706,6 +715,166 @@ class _Lowering:
                          "x_mult": m, "x_shift": sh, "logits": logits},
                 "sat": self.site("zo loss difference")}
 
+    # ---- forward mode (jvp) -------------------------------------------------------------------
+    def jvp_spec(self, fwd) -> dict:
+        """Fixed-point forward mode: per direction k one pass that interleaves each node's
+        forward calls with its tangent calls (so a value and its tangent are live together:
+        the arena stays near twice the inference arena). Tangents are integers with a runtime
+        power-of-two exponent, like gradients. Parameter directions v are the zo integers z
+        (Rademacher, or Irwin-Hall / sd 148 with unit variance) of stream (seed, step, k), each
+        tensor's generator advanced past the earlier tensors' draws, so the update regenerates
+        them exactly as zo does. A Gemm / Conv tangent joins three terms of different scales,
+        t_x W (2^e_tx s_W), x V (s_x / sd z) and v_b (1 / sd z), in tt_tangent_join. The loss
+        gives dL.v = sum g30 t (Q30 softmax gradient times the logits' tangent); the update is
+        zo's with d in Q24: w -= lr d / (s_t n sd z) z, stochastically rounded."""
+        cfg, p = self.cfg, self.p
+        if self.layer_bits:
+            raise ConfigError("fixed-point jvp runs one width per model; drop --layer-precision "
+                              "or use --algo bp / zo")
+        rad = cfg.zo_dist == "rademacher"
+        zsd = 1.0 if rad else math.sqrt(21845.0)
+        dist = 0 if rad else 1
+        n = int(cfg.perturbations)
+        skip = draw_offsets(p.fg_params, self.tensors, dist)   # the fp32 jvp's offsets
+        tan: dict[str, str] = {}
+        calls = list(fwd[:1])
+        for node in self.g.nodes:
+            a, b = self.spans[node.name]
+            calls += fwd[a:b]
+            self.calls = []
+            self.bits = self.node_bits[node.name]
+            self.tangent(node, tan, skip, dist, zsd)
+            calls += self.calls
+        logits = self.alias.get(p.logits, p.logits)
+        t = tan.get(logits)
+        if t is None:
+            raise ExportError("internal: the logits carry no tangent in a jvp program")
+        self.calls = []
+        self.bits = self.tbits[logits]
+        g30 = self.add("loss__q30", self.shape(p.logits), "i32")
+        m, sh = fx.quantize_multiplier(self.a_scale(logits))
+        self.emit("softmax_xent", (logits, p.label), (g30,), "loss",
+                  {"rows": self.shape(p.logits)[0], "cols": self.shape(p.logits)[1],
+                   "x_mult": m, "x_shift": sh})
+        self.emit("dot_q30", (g30, t), (), "loss", {"n": self.tensors[t].size})
+        calls += self.calls
+        params = []
+        for name in p.fg_params:
+            tt = self.tensors[name]
+            wb = {"i8": 8, "i16": 16, "i32": 32, "i64": 64}[tt.dtype]
+            sc = float(self.scales[name][0])
+            if not np.all(self.scales[name] == sc):
+                raise ExportError(f"internal: jvp parameter {name!r} has per-channel scales")
+            mult, shift = _multiplier(cfg.lr / (sc * n * zsd) * 2.0 ** -24)
+            qmax = (1 << (wb - 1)) - 1
+            params.append({"name": name, "wbits": wb, "size": tt.size, "mult": (mult,),
+                           "shift": (shift,), "lo": -qmax, "hi": qmax,
+                           "sat": self.site("jvp " + name)})
+        self.calls = []
+        return {"n": n, "dist": dist, "sign": cfg.zo_estimator == "sign",
+                "frac_bits": ZO_FRAC_BITS, "params": params, "pass": tuple(calls),
+                "tangent": t, "skip": skip, "sat": self.site("jvp directional derivative")}
+
+    def tangent(self, node, tan, skip, dist, zsd):
+        """The tangent calls of one node (nothing when no input carries a tangent and it has
+        no trainable parameter)."""
+        ins, y, op, bits = self.node_ins[node.name], node.outputs[0], node.op, self.bits
+        size = self.tensors[y].size
+
+        def out():
+            ty = self.add(y + "__tan", self.shape(y), _sdt(bits))
+            tan[y] = ty
+            return ty
+
+        if op in ("Gemm", "Conv"):
+            x, w = ins[0], ins[1]
+            bias = ins[2] if len(ins) > 2 and ins[2] else None
+            tx = tan.get(x)
+            vw, vb = w in self.fg_params, bias is not None and bias in self.fg_params
+            if not (tx or vw or vb):
+                return
+            if op == "Gemm":
+                nn, k = self.shape(node.inputs[0])
+                geo = {"n": nn, "k": k, "m": self.shape(node.inputs[1])[0]}
+                inner = 1
+            else:
+                geo = {"conv": conv_params(node, self.shape(node.inputs[0]),
+                                           self.shape(node.inputs[1]), self.shape(y))}
+                inner = geo["conv"]["out_h"] * geo["conv"]["out_w"]
+            scales = {}
+            if tx:
+                sw = self.scales[w]
+                if not np.all(sw == sw[0]):
+                    raise ExportError(f"internal: {w!r} has per-channel scales but its input "
+                                      "carries a tangent")
+                mult, ex = _mantissa(float(sw[0]))         # t_x W: 2^e_tx s_W
+                scales.update(a_mult=mult, a_exp=(ex, (self.evar(tx),)))
+            if vw:
+                mult, ex = _mantissa(self.a_scale(x) / zsd)  # x V: s_x / sd z
+                scales.update(b_mult=mult, b_exp=(ex, ()))
+            if vb:
+                mult, ex = _mantissa(1.0 / zsd)              # v_b: 1 / sd z
+                scales.update(c_mult=mult, c_exp=(ex, ()))
+            ty = out()
+            outs = (ty,)
+            if op == "Conv" and vw:       # one output channel's weight direction (scratch)
+                cp = geo["conv"]
+                row = (cp["in_c"] // cp["groups"]) * cp["k_h"] * cp["k_w"]
+                outs += (self.add(y + "__zrow", (row,), "i16"),)
+            self.emit(op.lower().replace("conv", "conv2d") + "_jvp",
+                      tuple(v for v in (x if vw else None, tx, w if tx else None) if v), outs,
+                      node.name,
+                      {**geo, "has": (bool(tx), vw, vb), "scales": scales, "dist": dist,
+                       "w": (w, skip[w]) if vw else None, "b": (bias, skip[bias]) if vb else None},
+                      exp=(self.evar(ty), (), 0, False))
+            return
+        if op == "Add":
+            ta, tb = tan.get(ins[0]), tan.get(ins[1])
+            if not (ta or tb):
+                return
+            if tuple(self.shape(node.inputs[0])) != tuple(self.shape(node.inputs[1])):
+                raise ExportError(f"node {node.name!r} (Add): fixed-point jvp joins tangents of "
+                                  "equal shapes only (no broadcasting)")
+            ty = out()
+            first = ta or tb
+            self.emit("copy", (first,), (ty,), node.name, {"n": size},
+                      exp=(self.evar(ty), (self.evar(first),), 0, False))
+            if ta and tb:
+                self.emit("grad_join", (ty, tb), (ty,), node.name,
+                          {"n": size, "sat": self.site("tangent " + y)},
+                          exp=(self.evar(ty), (self.evar(ty), self.evar(tb)), 0, False))
+            return
+        tx = tan.get(ins[0])
+        if not tx:
+            return
+        ty = out()
+        same = (self.evar(ty), (self.evar(tx),), 0, False)
+        if op == "Relu":
+            # t_y = t_x (y > 0): elementwise, so it may overwrite t_x (the planner decides)
+            self.emit("relu_bwd_x", (tx, y), (ty,), node.name, {"n": size}, exp=same,
+                      kind="jvp", op="Relu")
+        elif op in ("Sigmoid", "Tanh"):
+            fn = op.lower()
+            acc = self.add(y + "__tacc", self.shape(y), _adt(bits))
+            self.emit("act_bwd_x", (tx, y), (acc,), node.name, {"fn": fn, "n": size})
+            self.emit("grad_quant", (acc,), (ty,), node.name, {"n": size},
+                      exp=(self.evar(ty), (self.evar(tx),), qact.bwd_exponent(fn, bits), True))
+        elif op == "MaxPool":
+            pp = pool_params(node, self.shape(node.inputs[0]), self.shape(y))
+            self.emit("maxpool2d_jvp", (ins[0], tx), (ty,), node.name, {"pool": pp}, exp=same)
+        elif op == "AveragePool":
+            pp = pool_params(node, self.shape(node.inputs[0]), self.shape(y))
+            self.emit("avgpool2d_fwd", (tx,), (ty,), node.name, {"pool": pp}, exp=same)
+        elif op == "GlobalAveragePool":
+            c, h, w = spatial(self.shape(node.inputs[0]))
+            self.emit("global_avgpool_fwd", (tx,), (ty,), node.name, {"c": c, "hw": h * w},
+                      exp=same)
+        elif op == "Reshape":
+            self.emit("copy", (tx,), (ty,), node.name, {"n": size}, exp=same, kind="fwd",
+                      op="Reshape")
+        else:
+            raise ExportError(f"internal: no fixed-point tangent rule for {op}")
+
     def backward(self):
         p = self.p
         self.part = 0
@@ -851,10 +1020,12 @@ class _Lowering:
     def run(self) -> FixedProgram:
         fwd = self.forward()
         self.calls = []
-        zo = None
+        zo = jvp = None
         if self.p.trainable and self.zo:
             zo = self.zo_spec()
-        if self.p.trainable and (not self.zo or self.cfg.hybrid_bp_layers):
+        if self.p.trainable and self.jvp:
+            jvp = self.jvp_spec(fwd)
+        if self.p.trainable and not self.jvp and (not self.zo or self.cfg.hybrid_bp_layers):
             self.backward()       # hybrid: the backprop layers, from the unperturbed pass
         train = list(self.calls)
         for name in self.p.graph.params:      # parameters no call reads (still exported)
@@ -869,4 +1040,4 @@ class _Lowering:
             sat_sites=tuple(self.sites), exps=tuple(self.exps), qinput=self.alias[self.p.input],
             logits=self.alias.get(self.p.logits, self.p.logits), trainable=trainable,
             input=self.p.input, label=self.p.label, seed=int(self.cfg.seed), lr=float(self.cfg.lr),
-            initial=self.initial, zo=zo, warnings=tuple(self.warnings))
+            initial=self.initial, zo=zo, jvp=jvp, warnings=tuple(self.warnings))

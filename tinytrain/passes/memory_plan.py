@@ -145,8 +145,8 @@ def plan_arena(program: TrainingProgram, steps=None) -> MemoryPlan:
 
     external_views: dict[str, str] = {}  # tensor -> external buffer it is a view of
     for i, s in enumerate(steps):
-        if not s.outputs or not in_arena(s.outputs[0]):
-            continue
+        if not s.outputs or not s.inputs or not in_arena(s.outputs[0]):
+            continue              # (a step that reads nothing cannot alias an input)
         out = s.outputs[0]
         src = s.inputs[0]
         view = (s.op == "Reshape" and (s.kind in ("fwd", "jvp")
