@@ -1,5 +1,6 @@
 """Precision benchmark (issue 4): final accuracy of fp32 / fp16 / int16 / int8 on-device training
-for each trainable set, with the planned memory and the fixed-point saturation counts.
+and of per-layer int8 / int16 models, for each trainable set, with the planned memory and the
+fixed-point saturation counts.
 
 Scenarios
 - digits adaptation (tinytrain.datasets.make_adaptation_data, device 0): the bundled pretrained
@@ -30,14 +31,24 @@ Quantization uses the defaults of QuantConfig (minmax calibration on the adaptat
 per-channel weights where the backward pass allows, stochastic rounding of updates, no weight
 headroom).
 
+Per-layer precision (QuantConfig.layer_bits): two more int8 columns whose Gemm / Conv layers
+are partly stored at int16 (weights and outputs; tt_act_convert_q copies activations and
+gradients across widths): "int8 + int16 last layer" (the model's last Gemm / Conv, e.g. the
+digits MLP's '/3/Gemm', the CNN's '/5/Gemm', the cancer MLP's fc3) and "int8 + int16 trained
+layers" (every Gemm / Conv holding a trainable parameter; for last:1 the same layers, run
+once and marked "= last layer"). Node names come from graph.param_nodes(). They run the same
+protocol, learning rate and seeds, and get the int8 target. A separate table sets their
+accuracy and RAM total (plan report) beside int8, int16 and fp32, so the trade is visible.
+
 Reported per precision: test accuracy before and after adaptation, the delta to fp32 in
 percentage points with the issue's targets marked (fp16 within 0.5 pp of fp32 for every
-trainable set; int8 within 2 pp for last:N and bias), the saturation counters of int8/int16
-(HostModel.saturations summed over sites, mean per run of all epochs), and the planned memory
-(plan.report(): arena, params_rw, params_ro, grads, opt_state, ram_total). A precision whose
-export or build fails is reported as "n/a (<error>)" and the run goes on.
+trainable set; int8 and its per-layer variants within 2 pp for last:N and bias), the
+saturation counters of int8/int16 (HostModel.saturations summed over sites, mean per run of
+all epochs), and the planned memory (plan.report(): arena, params_rw, params_ro, grads,
+opt_state, ram_total). A precision whose export or build fails is reported as
+"n/a (<error>)" and the run goes on.
 
-    python bench/precision.py            # ~1.5-2 min on 2 cores; writes bench/results/precision.*
+    python bench/precision.py            # ~2-3 min on 2 cores; writes bench/results/precision.*
     python bench/precision.py --quick    # smoke run (< 1 minute): MLP + cancer, 1 order, 2 epochs;
                                          # writes to a temporary folder unless --out is given
     python bench/precision.py --sweep    # the fp32 learning-rate sweep
@@ -58,13 +69,18 @@ sys.path.insert(0, str(ROOT))
 MODELS = ROOT / "examples" / "digits" / "models"
 RESULTS = ROOT / "bench" / "results"
 
-PRECISIONS = ("fp32", "fp16", "int16", "int8")
+# per-layer precision (QuantConfig.layer_bits): int8 models whose Gemm / Conv layers named by
+# the rule are stored at int16 (weights and outputs; tt_act_convert_q copies across widths)
+MIXED = {"int8 + int16 last layer": "last", "int8 + int16 trained layers": "trained"}
+PRECISIONS = ("fp32", "fp16", "int16", "int8") + tuple(MIXED)
 TRAINABLE = ("all", "last:1", "last:2", "bias")
 SEEDS = (0, 1, 2)
 LR_GRID = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
 MEM_KEYS = ("arena", "params_rw", "params_ro", "grads", "opt_state", "ram_total")
 # issue 4's targets: precision -> (max |delta to fp32| in pp, trainable sets it applies to)
-TARGETS = {"fp16": (0.5, TRAINABLE), "int8": (2.0, ("last:1", "last:2", "bias"))}
+# (the int8 target applies to the per-layer variants too: they are int8 models)
+TARGETS = {"fp16": (0.5, TRAINABLE), "int8": (2.0, ("last:1", "last:2", "bias")),
+           **{m: (2.0, ("last:1", "last:2", "bias")) for m in MIXED}}
 
 # fp32 sweep winners (see --sweep), per scenario and trainable set; used for every precision
 LR = {
@@ -95,6 +111,8 @@ class Run:
     mem: dict = field(default_factory=dict)
     stopped: str = ""
     same_as: str = ""                               # trainable set with the same parameters
+    same_layers: str = ""                           # per-layer variant with the same layer_bits
+    layer_bits: tuple = ()                          # QuantConfig.layer_bits of the export
 
     @property
     def acc(self) -> float:
@@ -166,17 +184,35 @@ def _err(e: Exception) -> str:
     return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
+def layer_bits(graph, trainable, rule) -> tuple:
+    """QuantConfig.layer_bits of a per-layer variant: the last Gemm / Conv layer ("last") or
+    every Gemm / Conv layer holding a trainable parameter ("trained") at int16."""
+    from tinytrain.passes.training import select_trainable
+    layers = [n for n in graph.param_nodes() if n.op in ("Gemm", "Conv")]
+    if rule == "last":
+        return ((layers[-1].name, 16),)
+    params = set(select_trainable(graph, trainable))
+    return tuple((n.name, 16) for n in layers if params & set(n.inputs))
+
+
 def run(sc, trainable, precision, lr, seeds, tmp) -> Run:
     from tinytrain.passes import TrainConfig
+    from tinytrain.passes.quantize import QuantConfig
     from tinytrain.pipeline import export
     from tinytrain.sim.host import HostModel
     from tinytrain.trainloop import accuracy, fit
     r = Run(lr=lr)
     cfg = TrainConfig(trainable=trainable, optimizer="sgd", lr=lr, batch=1)
-    out = Path(tmp) / f"{sc.name}_{trainable}_{precision}_{lr:g}".replace(" ", "_").replace(":", "")
+    tag = f"{sc.name}_{trainable}_{precision}_{lr:g}"
+    out = Path(tmp) / "".join(c if c.isalnum() or c in "._-" else "_" for c in tag)
     try:
         kw = {"calibration": sc.data["x_train"]} if precision.startswith("int") else {}
-        res, _, plan = export(sc.graph, out, cfg, precision=precision,
+        base = precision
+        if precision in MIXED:
+            base = "int8"
+            r.layer_bits = layer_bits(sc.graph, trainable, MIXED[precision])
+            kw["quant"] = QuantConfig(bits=8, layer_bits=r.layer_bits)
+        res, _, plan = export(sc.graph, out, cfg, precision=base,
                               command=f"bench/precision.py ({sc.name}, {trainable}, {precision})",
                               **kw)
         r.mem = {k: int(plan.report().get(k, 0)) for k in MEM_KEYS}
@@ -200,7 +236,7 @@ def run(sc, trainable, precision, lr, seeds, tmp) -> Run:
                 for k, v in s.items():
                     site_tot[k] = site_tot.get(k, 0) + v
     except Exception as e:   # noqa: BLE001 - a failing C step is a result too
-        return Run(lr=lr, error=_err(e), mem=r.mem)
+        return Run(lr=lr, error=_err(e), mem=r.mem, layer_bits=r.layer_bits)
     if site_tot and max(site_tot.values()) > 0:
         k = max(site_tot, key=site_tot.get)
         r.top_site = f"{k} ({site_tot[k] / sum(site_tot.values()):.0%})"
@@ -231,6 +267,13 @@ def run_all(scs, trainables, precisions, seeds, con, lr_of=None):
                     continue
                 seen[(key, lr)] = tr
                 for p in precisions:
+                    same = next((q for q in precisions[:precisions.index(p)] if p in MIXED
+                                 and q in MIXED and layer_bits(sc.graph, tr, MIXED[q])
+                                 == layer_bits(sc.graph, tr, MIXED[p])), None)
+                    if same:
+                        results[(sc.name, tr, p)] = replace(results[(sc.name, tr, same)],
+                                                            same_layers=same)
+                        continue
                     t0 = time.perf_counter()
                     r = run(sc, tr, p, lr, seeds, tmp)
                     results[(sc.name, tr, p)] = r
@@ -278,9 +321,17 @@ def summary_rows(results, scs, trainables, precisions):
                 if p != "fp32":
                     d = delta_pp(results, sc.name, tr, p)
                     cell += f" ({d:+.1f} pp){(' ' + target_mark(p, tr, d)).rstrip()}"
-                row.append(cell)
+                row.append(cell + same_note(r))
             rows.append(row)
     return rows
+
+
+def same_note(r) -> str:
+    return f" (= {r.same_layers.removeprefix('int8 + int16 ')})" if r.same_layers else ""
+
+
+def layers_note(r) -> str:
+    return ("int16: " + ", ".join(n for n, _ in r.layer_bits)) if r.layer_bits else ""
 
 
 def detail_rows(results, scs, trainables, precisions):
@@ -295,15 +346,37 @@ def detail_rows(results, scs, trainables, precisions):
                                 + [""] * (5 + len(MEM_KEYS)))
                     continue
                 d = delta_pp(results, sc.name, tr, p)
+                note = "; ".join(x for x in (layers_note(r), same_note(r).strip(" ()"),
+                                             r.stopped) if x)
                 rows.append([sc.name, label, p, f"{r.before:.1%}",
                              f"{r.acc:.1%} ± {100 * r.sd:.1f}",
                              "" if p == "fp32" else f"{d:+.1f} {target_mark(p, tr, d)}".strip(),
                              "" if r.sat is None else f"{r.sat:,.0f}", r.top_site]
-                            + [f"{r.mem.get(k, 0):,}" for k in MEM_KEYS] + [r.stopped])
+                            + [f"{r.mem.get(k, 0):,}" for k in MEM_KEYS] + [note])
     return rows
 
 
 SUMMARY_HEAD = ["scenario", "trainable", "lr", "before (fp32)"]
+TRADE_PRECISIONS = ("fp32", "int16", "int8") + tuple(MIXED)
+
+
+def trade_rows(results, scs, trainables):
+    """Per-layer precision: accuracy (Δ to fp32) and RAM total of int8, the per-layer
+    variants, int16 and fp32 side by side."""
+    rows = []
+    for sc in scs:
+        for tr in trainables:
+            f = results[(sc.name, tr, "fp32")]
+            row = [sc.name, tr + (f" (= {f.same_as})" if f.same_as else "")]
+            for p in TRADE_PRECISIONS:
+                r = results.get((sc.name, tr, p))
+                if r is None or r.error:
+                    row.append("n/a")
+                    continue
+                d = "" if p == "fp32" else f" ({delta_pp(results, sc.name, tr, p):+.1f} pp)"
+                row.append(f"{r.acc:.1%}{d}, {r.mem.get('ram_total', 0):,} B{same_note(r)}")
+            rows.append(row)
+    return rows
 DETAIL_HEAD = (["scenario", "trainable", "precision", "before", "after ± sd (pp)", "Δ pp",
                 "sat / run", "top sat site"] + list(MEM_KEYS) + ["note"])
 
@@ -327,7 +400,7 @@ def target_summary(results, scs, trainables):
 def errors(results):
     seen = {}
     for (sc, tr, p), r in results.items():
-        if r.error and not r.same_as:
+        if r.error and not (r.same_as or r.same_layers):
             seen.setdefault((p, r.error), []).append(f"{sc} {tr}")
     return seen
 
@@ -337,7 +410,8 @@ def plot(results, scs, trainables, precisions, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    colors = {"fp32": "#333333", "fp16": "#1f77b4", "int16": "#2ca02c", "int8": "#d62728"}
+    colors = {"fp32": "#333333", "fp16": "#1f77b4", "int16": "#2ca02c", "int8": "#d62728",
+              "int8 + int16 last layer": "#ff9896", "int8 + int16 trained layers": "#9467bd"}
     fig, ax = plt.subplots(2, len(scs), figsize=(5.2 * len(scs), 7.5), squeeze=False,
                            gridspec_kw={"height_ratios": [3, 2]})
     w = 0.8 / len(precisions)
@@ -384,8 +458,8 @@ def plot(results, scs, trainables, precisions, path):
     h1, l1 = ax[1, 0].get_legend_handles_labels()
     keep = [i for i, lab in enumerate(l1) if lab not in precisions]
     fig.legend(h0 + [h1[i] for i in keep], l0 + [l1[i] for i in keep], loc="lower center",
-               ncol=len(h0) + len(keep), fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+               ncol=min(len(h0) + len(keep), 5), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -406,10 +480,36 @@ def revision() -> str:
         return "unknown"
 
 
+def perlayer_summary(results, scs, trainables):
+    """One line per per-layer variant: its accuracy and RAM against int8 and int16 (every
+    number from this run)."""
+    def span(v, fmt):
+        v = [x for x in v if np.isfinite(x)]
+        return "n/a" if not v else (fmt.format(min(v)) if np.isclose(min(v), max(v)) else
+                                    f"{fmt.format(min(v))} to {fmt.format(max(v))}")
+    out = []
+    for m in MIXED:
+        dd, ram8, ram16 = [], [], []
+        for sc in scs:
+            for tr in trainables:
+                r, i8, i16 = (results.get((sc.name, tr, p)) for p in (m, "int8", "int16"))
+                if (r is None or r.error or r.same_layers or r.same_as or i8.error
+                        or i16.error):
+                    continue
+                dd.append(100 * (r.acc - i8.acc))
+                ram8.append(r.mem["ram_total"] / i8.mem["ram_total"])
+                ram16.append(r.mem["ram_total"] / i16.mem["ram_total"])
+        out.append(f"{m} vs int8: accuracy {span(dd, '{:+.1f}')} pp, RAM total "
+                   f"{span(ram8, '{:.2f}')}x int8's and {span(ram16, '{:.2f}')}x int16's "
+                   f"({len(dd)} distinct cells)")
+    return out
+
+
 def write_md(path, results, scs, trainables, precisions, seeds, secs, quick):
     errs = errors(results)
     lines = [
-        "# Training precision: fp32 vs fp16 vs int16 vs int8 (issue 4)",
+        "# Training precision: fp32 vs fp16 vs int16 vs int8, and per-layer int8 / int16 "
+        "(issue 4)",
         "",
         f"Generated by `python bench/precision.py{' --quick' if quick else ''}` at revision "
         f"`{revision()}` ({secs:.0f} s on this machine, 2 cores). Every run trains the "
@@ -418,9 +518,15 @@ def write_md(path, results, scs, trainables, precisions, seeds, secs, quick):
         "trainable set for every precision (the fp32 sweep winner, `--sweep`), the same "
         f"sample orders (seeds {', '.join(map(str, seeds))}), accuracy = mean over the orders "
         "on the shifted test set. Calibration of int8/int16: the adaptation inputs; default "
-        "QuantConfig (minmax, stochastic rounding, no weight headroom). Targets: fp16 within "
-        "0.5 pp of fp32 for every trainable set, int8 within 2 pp for last:N and bias (✓ met, "
-        "✗ missed). Plot: `precision.png`.",
+        "QuantConfig (minmax, stochastic rounding, no weight headroom). Per-layer precision: "
+        "int8 models with some Gemm / Conv layers stored at int16 "
+        "(`QuantConfig(bits=8, layer_bits=((node, 16), ...))`): **int8 + int16 last layer** "
+        "= the model's last Gemm / Conv layer at int16, **int8 + int16 trained layers** = "
+        "every Gemm / Conv layer holding a trainable parameter at int16 (for last:1 the same "
+        "export as the last-layer variant, marked \"= last layer\"; the node names are in the "
+        "note column of the per-scenario tables). Targets: fp16 within 0.5 pp of fp32 for "
+        "every trainable set, int8 (and its per-layer variants) within 2 pp for last:N and "
+        "bias (✓ met, ✗ missed). Plot: `precision.png`.",
         "",
         "Scenarios: " + "; ".join(f"**{sc.name}**: {sc.note}, {sc.epochs} epochs" for sc in scs)
         + ".",
@@ -431,15 +537,26 @@ def write_md(path, results, scs, trainables, precisions, seeds, secs, quick):
     lines += md_table(SUMMARY_HEAD + list(precisions),
                       summary_rows(results, scs, trainables, precisions))
     lines += [""] + [f"- {s}" for s in target_summary(results, scs, trainables)]
-    lines += ["", "## Per precision: accuracy, saturations, planned memory", "",
+    lines += ["", "## Per-layer precision: accuracy vs RAM", "",
+              "Each cell: final test accuracy (Δ to fp32), RAM total from the plan report "
+              "(`plan.report()['ram_total']`, bytes = arena + params_rw + grads + opt_state; "
+              "frozen parameters stay in flash).", ""]
+    lines += md_table(["scenario", "trainable"] + list(TRADE_PRECISIONS),
+                      trade_rows(results, scs, trainables))
+    lines += [""] + [f"- {s}" for s in perlayer_summary(results, scs, trainables)]
+    lines += ["", "## Per scenario: accuracy, saturations, planned memory", "",
               "Saturations: values clamped to their storage range (HostModel.saturations, "
               "summed over all sites), per run of all epochs, mean over the orders; the top "
               "site is the one with most of them. Memory: `plan.report()` of the export, bytes; "
               "ram_total = arena + params_rw + grads + opt_state (params_ro stays in flash).",
               ""]
-    lines += md_table(DETAIL_HEAD, detail_rows(results, scs, trainables, precisions))
+    for sc in scs:
+        lines += [f"### {sc.name}", ""]
+        lines += md_table(DETAIL_HEAD[1:], [r[1:] for r in detail_rows(results, [sc],
+                                                                          trainables, precisions)])
+        lines += [""]
     if errs:
-        lines += ["", "## Not measured (n/a)", ""]
+        lines += ["## Not measured (n/a)", ""]
         lines += [f"- **{p}** ({', '.join(where)}): `{e}`" for (p, e), where in errs.items()]
     path.write_text("\n".join(lines) + "\n")
 
@@ -456,6 +573,15 @@ def print_tables(con, results, scs, trainables, precisions):
                     for c in row])
     con.print(t)
     for s in target_summary(results, scs, trainables):
+        con.print(f"  {s}")
+    t = Table(title="per-layer precision: accuracy (Δ to fp32), RAM total", title_justify="left")
+    for c in ["scenario", "trainable"] + list(TRADE_PRECISIONS):
+        t.add_column(c, justify="left" if c in ("scenario", "trainable") else "right",
+                     overflow="fold")
+    for row in trade_rows(results, scs, trainables):
+        t.add_row(*row)
+    con.print(t)
+    for s in perlayer_summary(results, scs, trainables):
         con.print(f"  {s}")
     d = Table(title="per precision: accuracy, saturations, planned memory (bytes)",
               title_justify="left")
