@@ -123,7 +123,7 @@ def test_checkpoint_round_trip(tmp_path, data):
     ({"batch": 4}, "batch 1"),
     ({"schedule": "cosine"}, "constant schedule"),
     ({"loss": "mse"}, "cross_entropy"),
-    ({"algo": "jvp"}, "algo bp"),
+    ({"algo": "jvp", "optimizer": "momentum"}, "zo and jvp: sgd"),
 ])
 def test_unsupported_configs_are_refused(tmp_path, data, kw, msg):
     with pytest.raises(ConfigError, match=msg):
