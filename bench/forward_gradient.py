@@ -19,22 +19,25 @@ reported on the rest, seeds 0, 1, 2 (sample order and directions).
 
 Generated-C part (issue 5, runs by default after the fp32 part): training through the
 generated C (export + HostModel, batch 1, plain SGD, one sample order) on the digits
-adaptation (MLP last:1, CNN last:1, MLP bias) and breast cancer (last:1): fp32 bp, fp32 zo
-n=4, int8 bp, int8 zo 16w8a (n=1 / n=4, spsa / sign), int8 zo n=4 with the sharpness-aware
-point (rho swept at int8 zo n=4's lr and eps), int8 zo 8w8a n=4, int16 zo n=4; on the MLP
-last:1 also fp16 bp / zo n=4 / jvp n=4. Two trainable-all scenarios (digits MLP all, CNN all)
-compare the hybrid in fixed point (`hybrid_bp_layers=1`: integer backprop for the last layer
-from the unperturbed pass, 16w8a zo for the earlier ones) with int8 zo n=4 and int8 bp on the
-same trainable set, and with fp32 hybrid / fp32 bp. lr (and zo_eps for int8 zo n=4, rho for
-SAM) picked per method by a small sweep on a validation split of the held-out pool; reported
-on the rest (test): final accuracy and curves, host wall-clock per sample and the accuracy at
-an equal wall-clock budget (fp32 bp's full run) against the issue's "int8 zo within 3 pp of
-fp32 bp" target (marked for every int8 zo row, SAM and hybrid included), and the planned
-memory (plan.report(): arena, RAM total) of every export. Appends a "Fixed point and fp16"
-section to forward_gradient.md (two tables per scenario) and writes
-forward_gradient_fixed.png.
+adaptation (MLP last:1, CNN last:1, MLP bias) and breast cancer (last:1), bp vs zo vs jvp in
+fp32 and int8 side by side: fp32 bp, fp32 zo n=4, fp32 jvp n=4, int8 bp, int8 zo 16w8a
+(n=1 / n=4, spsa / sign), int8 jvp n=1 / n=4 (rademacher, spsa; 8-bit weights), int8 zo n=4
+with the sharpness-aware point (rho swept at int8 zo n=4's lr and eps), int8 zo 8w8a n=4,
+int16 zo n=4, int16 jvp n=4; on the MLP last:1 also fp16 bp / zo n=4 / jvp n=4. Two
+trainable-all scenarios (digits MLP all, CNN all) run fp32 bp / zo n=4 / jvp n=4, int8 bp /
+zo n=4 / jvp n=1 / jvp n=4 and the hybrid in fixed point (`hybrid_bp_layers=1`: integer
+backprop for the last layer from the unperturbed pass, 16w8a zo for the earlier ones) next to
+the fp32 hybrid. lr (and zo_eps for int8 zo n=4 and int16 zo, rho for SAM) picked per method
+by a small sweep on a validation split of the held-out pool (jvp: lr only, on the zo grid);
+reported on the rest (test): final accuracy and curves, forward passes per sample (a jvp pass
+-- one forward pass carrying the tangents -- counts once, so jvp n = n passes; zo n = 2n),
+host wall-clock per sample and the accuracy at an equal wall-clock budget (fp32 bp's full run)
+against the issue's "within 3 pp of fp32 bp" target (marked for every int8 zo and int8 jvp
+row, SAM and hybrid included), and the planned memory (plan.report(): arena, RAM total) of
+every export. Appends a "Fixed point and fp16" section to forward_gradient.md (a bp / zo / jvp
+summary in fp32 and int8, then two tables per scenario) and writes forward_gradient_fixed.png.
 
-    python bench/forward_gradient.py            # fp32 ~1.5-2 min + generated C ~6-10 min
+    python bench/forward_gradient.py            # fp32 ~1.5-2 min + generated C ~8-12 min
     python bench/forward_gradient.py --fixed-only   # generated-C part only (keeps the fp32 .md)
     python bench/forward_gradient.py --quick    # generated-C smoke run (~1-2 min), temp folder
     python bench/forward_gradient.py --sweep    # the fp32 learning-rate sweep (slow)
@@ -396,16 +399,26 @@ class FxMethod:
     lr_from: str = ""            # use the lr and eps another method selected (rho swept alone)
     rho: tuple = ()              # zo_sam_rho grid (with lr_from)
     quant: dict = field(default_factory=dict)    # QuantConfig overrides
-    target: bool = False         # the issue's int8 zo target applies
+    target: bool = False         # the issue's 3 pp target is marked (int8 zo and int8 jvp)
+
+    @property
+    def algo(self) -> str:
+        return self.kw["algo"]
 
     @property
     def passes(self) -> int:
-        """Forward passes per training sample (a bp sample counts one, a jvp pass carrying
-        its tangents one, a hybrid sample 2n zo passes + the unperturbed one)."""
+        """Forward passes per training sample: a bp sample counts one (its backward pass is
+        not a forward pass), a zo sample 2n (+ the unperturbed one for the hybrid), a jvp
+        sample n: one pass per direction, the forward calls with each node's tangent calls
+        interleaved, counted once (its tangent work is in the host time, not in this count)."""
         n = int(self.kw.get("perturbations", 1))
-        if self.kw["algo"] == "zo":
+        if self.algo == "zo":
             return 2 * n + (1 if self.kw.get("hybrid_bp_layers") else 0)
-        return n if self.kw["algo"] == "jvp" else 1
+        return n if self.algo == "jvp" else 1
+
+    @property
+    def passes_cell(self) -> str:
+        return f"{self.passes} (jvp)" if self.algo == "jvp" else str(self.passes)
 
     @property
     def depends(self) -> str:
@@ -414,7 +427,7 @@ class FxMethod:
     def grid(self, sc, quick=False):
         """lr grid: FX_LRS_BP for bp; the scenario's zo grid or FX_LRS_ZO otherwise (zo, jvp
         and the hybrid, whose one lr serves the zo layers and the bp head); quick: 2 rates."""
-        bp = self.kw["algo"] == "bp"
+        bp = self.algo == "bp"
         g = FX_LRS_BP if bp else (sc.zo_lrs or FX_LRS_ZO)
         return g[1:3] if quick else g
 
@@ -422,6 +435,7 @@ class FxMethod:
 FX_METHODS = (
     FxMethod("fp32 bp", "fp32", dict(algo="bp")),
     FxMethod("fp32 zo n=4", "fp32", dict(algo="zo", perturbations=4), eps=(1e-2,)),
+    FxMethod("fp32 jvp n=4", "fp32", dict(algo="jvp", perturbations=4)),
     FxMethod("fp32 zo n=4 + bp last", "fp32",
              dict(algo="zo", perturbations=4, hybrid_bp_layers=1), eps=(1e-2,)),
     FxMethod("fp16 bp", "fp16", dict(algo="bp")),
@@ -429,6 +443,10 @@ FX_METHODS = (
     FxMethod("fp16 jvp n=4", "fp16", dict(algo="jvp", perturbations=4)),
     FxMethod("int8 bp", "int8", dict(algo="bp")),
     FxMethod("int8 zo n=4", "int8", dict(algo="zo", perturbations=4), eps=FX_EPS, target=True),
+    # int8 jvp: the directions zo draws (rademacher, stream (seed, step, k)), dL.v exact up to
+    # the integer tangents' rounding, no eps; the trained weights stay 8-bit (no 16w8a format)
+    FxMethod("int8 jvp n=4", "int8", dict(algo="jvp", perturbations=4, zo_dist="rademacher",
+                                          zo_estimator="spsa"), target=True),
     FxMethod("int8 zo n=4 SAM", "int8", dict(algo="zo", perturbations=4),
              lr_from="int8 zo n=4", rho=FX_RHOS, target=True),
     FxMethod("int8 zo n=4 + bp last", "int8",
@@ -438,6 +456,8 @@ FX_METHODS = (
              eps_from="int8 zo n=4", target=True),
     FxMethod("int8 zo n=1", "int8", dict(algo="zo", perturbations=1), eps_from="int8 zo n=4",
              target=True),
+    FxMethod("int8 jvp n=1", "int8", dict(algo="jvp", perturbations=1, zo_dist="rademacher",
+                                          zo_estimator="spsa"), target=True),
     FxMethod("int8 zo n=1 sign", "int8", dict(algo="zo", perturbations=1, zo_estimator="sign"),
              eps_from="int8 zo n=4", target=True),
     FxMethod("int8 8w8a zo n=4", "int8", dict(algo="zo", perturbations=4),
@@ -445,15 +465,20 @@ FX_METHODS = (
     # int16 activations carry far less rounding noise than int8: int16 zo gets its own eps
     # sweep, one decade lower included
     FxMethod("int16 zo n=4", "int16", dict(algo="zo", perturbations=4), eps=(1e-3, 1e-2)),
+    FxMethod("int16 jvp n=4", "int16", dict(algo="jvp", perturbations=4)),
 )
-FX_BASE = ("fp32 bp", "fp32 zo n=4", "int8 bp", "int8 zo n=4", "int8 zo n=4 SAM",
-           "int8 zo n=4 sign", "int8 zo n=1", "int8 zo n=1 sign", "int8 8w8a zo n=4",
-           "int16 zo n=4")
+FX_BASE = ("fp32 bp", "fp32 zo n=4", "fp32 jvp n=4", "int8 bp", "int8 zo n=4", "int8 jvp n=4",
+           "int8 zo n=4 SAM", "int8 zo n=4 sign", "int8 zo n=1", "int8 jvp n=1",
+           "int8 zo n=1 sign", "int8 8w8a zo n=4", "int16 zo n=4", "int16 jvp n=4")
 FX_FP16 = ("fp16 bp", "fp16 zo n=4", "fp16 jvp n=4")    # digits MLP last:1 only
-FX_HYBRID = ("fp32 bp", "fp32 zo n=4 + bp last", "int8 bp", "int8 zo n=4",
+FX_HYBRID = ("fp32 bp", "fp32 zo n=4", "fp32 jvp n=4", "fp32 zo n=4 + bp last", "int8 bp",
+             "int8 zo n=4", "int8 jvp n=4", "int8 jvp n=1",
              "int8 zo n=4 + bp last")                    # the trainable-all scenarios
-FX_QUICK = ("fp32 bp", "fp32 zo n=4 + bp last", "fp16 zo n=4", "fp16 jvp n=4", "int8 bp",
-            "int8 zo n=4", "int8 zo n=4 SAM", "int8 zo n=4 + bp last")
+FX_QUICK = ("fp32 bp", "fp32 jvp n=4", "fp32 zo n=4 + bp last", "fp16 zo n=4", "fp16 jvp n=4",
+            "int8 bp", "int8 zo n=4", "int8 jvp n=4", "int8 zo n=4 SAM", "int8 zo n=4 + bp last")
+# the bp / zo / jvp summary at the top of the generated-C section: columns, and the rows' widths
+FX_SUMMARY_COLS = ("bp", "zo n=1", "zo n=4", "jvp n=1", "jvp n=4")
+FX_SUMMARY_PRECISIONS = ("fp32", "int8")
 
 
 @dataclass
@@ -750,17 +775,6 @@ def fx_final_acc(sc, run):
     return fx_acc_at(run, sc.samples)
 
 
-def fx_jvp_memory(sc):
-    from tinytrain.passes import TrainConfig
-    from tinytrain.pipeline import make_program
-    try:
-        _, plan = make_program(sc.graph, TrainConfig(trainable=sc.trainable, algo="jvp",
-                                                     perturbations=4, optimizer="sgd", batch=1))
-        return plan.report()
-    except Exception as e:   # noqa: BLE001
-        return {"error": _err(e)}
-
-
 FX_ACC_HEAD = ["method", "lr", "zo_eps", "SAM ρ", "val (selection)", "test start",
                "test final", "Δ pp vs fp32 bp", "fwd passes / sample", "notes"]
 FX_MEM_KEYS = ("arena", "params_rw", "grads", "opt_state", "ram_total", "params_ro")
@@ -778,9 +792,58 @@ def _mem_cells(rep):
     return [f"{int(rep.get(k, 0)):,}" for k in FX_MEM_KEYS]
 
 
+def _summary_head():
+    """Column heads with the forward passes per sample (a jvp pass counted once)."""
+    ms = {m.name: m for m in FX_METHODS}
+
+    def col(c):
+        m = ms[f"int8 {c}"]
+        p = m.passes
+        return f"{c} ({p} {'jvp ' if m.algo == 'jvp' else ''}pass{'es' if p > 1 else ''})"
+    return ["scenario", "", *(col(c) for c in FX_SUMMARY_COLS)]
+
+
+FX_SUM_HEAD = _summary_head()
+
+
+def fx_summary(scs, results):
+    """bp / zo / jvp side by side, one row per (scenario, precision): test accuracy (final /
+    at fp32 bp's wall-clock budget, the 3 pp mark for int8 zo and jvp) and cost (host us per
+    sample, planned arena / RAM total). '—' = not run on this scenario."""
+    acc, cost = [], []
+    for sc in scs:
+        res = results[sc.name]
+        bp = res["fp32 bp"][0]
+        bp_acc = float("nan") if bp.error else fx_final_acc(sc, bp)
+        for prec in FX_SUMMARY_PRECISIONS:
+            ra, rc = [sc.name, prec], [sc.name, prec]
+            for c in FX_SUMMARY_COLS:
+                name = f"{prec} {c}"
+                m = next((q for q in sc.methods if q.name == name), None)
+                if m is None:
+                    ra.append("—")
+                    rc.append("—")
+                    continue
+                r = res[name][0]
+                if r.error:
+                    ra.append("n/a")
+                    rc.append("n/a")
+                    continue
+                _, bacc = fx_budget(sc, res, name)
+                mark = ""
+                if m.target and not np.isnan(bacc):
+                    mark = " ✓" if 100 * (bacc - bp_acc) >= -FX_TARGET_PP else " ✗"
+                ra.append(f"{fx_final_acc(sc, r):.1%} / {bacc:.1%}{mark}")
+                rc.append(f"{r.us:.1f} us; {int(r.mem.get('arena', 0)):,} / "
+                          f"{int(r.mem.get('ram_total', 0)):,} B")
+            acc.append(ra)
+            cost.append(rc)
+    return acc, cost
+
+
 def fx_tables(scs, results):
     """Per scenario: accuracy rows and wall-clock + memory rows; the sweep rows, the target
-    verdicts and the SAM on/off rows over all scenarios."""
+    verdicts, the SAM on/off rows over all scenarios, and the bp / zo / jvp summary."""
     acc, clock, sweep, verdict, sam, errs = {}, {}, [], [], [], []
     for sc in scs:
         res = results[sc.name]
@@ -795,7 +858,7 @@ def fx_tables(scs, results):
             rho = "" if r.rho is None else f"{r.rho:g}"
             if r.error:
                 acc[sc.name].append([m.name, "", eps, rho, "", "", f"n/a ({r.error[:90]})", "",
-                                     str(m.passes), ""])
+                                     m.passes_cell, ""])
                 clock[sc.name].append([m.name, "", "", "", "n/a", "", ""] + [""] * 6)
                 sweep.append([sc.name, m.name, "n/a", ""])
                 continue
@@ -806,14 +869,14 @@ def fx_tables(scs, results):
                                         for w in r.warnings}))
             acc[sc.name].append([m.name, f"{r.lr:g}", eps, rho, f"{r.val:.1%}",
                                  f"{r.test_curve[0]:.1%}", f"{a:.1%}",
-                                 "" if m.name == "fp32 bp" else f"{d:+.1f}", str(m.passes),
+                                 "" if m.name == "fp32 bp" else f"{d:+.1f}", m.passes_cell,
                                  notes])
             b, bacc = fx_budget(sc, res, m.name)
             bd = 100 * (bacc - bp_acc)
             mark = ""
             if m.target and not np.isnan(bd):
                 mark = "✓" if bd >= -FX_TARGET_PP else "✗"
-                verdict.append((sc.name, m.name, bd, mark == "✓"))
+                verdict.append((sc.name, m.name, bd, mark == "✓", m.algo))
             clock[sc.name].append(
                 [m.name, f"{r.us:.1f}", f"{bp.us / r.us:.2f}",
                  f"{b:,} ({b / len(sc.data['x_train']):.1f} ep)", f"{bacc:.1%}",
@@ -824,10 +887,6 @@ def fx_tables(scs, results):
                                      ("" if q.eps is None else f"{q.eps:g}/") + f"{q.lr:g}")
                                     + ": " + ("n/a" if q.error else f"{q.val:.0%}")
                                     for q in cells), fx_hyper(r)])
-        j = fx_jvp_memory(sc)
-        clock[sc.name].append(["fp32 jvp n=4 (planned, not exported)"] + [""] * 6
-                              + (["n/a (" + j["error"][:60] + ")"] + [""] * 5 if "error" in j
-                                 else _mem_cells(j)))
         if "int8 zo n=4 SAM" in res and "int8 zo n=4" in res:
             on, sw = res["int8 zo n=4 SAM"]
             off = res["int8 zo n=4"][0]
@@ -840,19 +899,31 @@ def fx_tables(scs, results):
                             f"{on.rho:g}", f"{off.val:.1%} → {on.val:.1%}",
                             f"{a_off:.1%} → {a_on:.1%}", f"{100 * (a_on - a_off):+.1f}",
                             f"{b_off:.1%} → {b_on:.1%}"])
-    return acc, clock, sweep, verdict, sam, errs
+    return acc, clock, sweep, verdict, sam, errs, fx_summary(scs, results)
 
 
 def fx_verdict_lines(verdict, scs):
+    """The 3 pp target at equal host wall-clock: one count and per-scenario lines for the int8
+    zo methods, the same for int8 jvp."""
     if not verdict:
-        return ["int8 zo at equal wall-clock: not measured"]
-    ok = [v for v in verdict if v[3]]
-    lines = [f"int8 zo methods (16w8a / 8w8a, n=1 / 4, spsa / sign, SAM, + bp last) within "
-             f"{FX_TARGET_PP:g} pp of fp32 bp at equal host wall-clock: met in {len(ok)} of "
-             f"{len(verdict)} (scenario, method) cells"]
-    for sc in scs:
-        vs = [v for v in verdict if v[0] == sc.name]
-        if vs:
+        return ["int8 zo / jvp at equal wall-clock: not measured"]
+    lines = []
+    for algo, what in (("zo", "int8 zo methods (16w8a / 8w8a, n=1 / 4, spsa / sign, SAM, "
+                               "+ bp last)"),
+                       ("jvp", "int8 jvp (n=1 / 4, rademacher, spsa, 8-bit weights)")):
+        va = [v for v in verdict if v[4] == algo]
+        if not va:
+            continue
+        lines.append(f"{what} within {FX_TARGET_PP:g} pp of fp32 bp at equal host wall-clock: "
+                     f"met in {sum(v[3] for v in va)} of {len(va)} (scenario, method) cells")
+        for sc in scs:
+            vs = [v for v in va if v[0] == sc.name]
+            if not vs:
+                continue
+            if algo == "jvp":
+                lines.append(f"{sc.name}: " + ", ".join(
+                    f"{v[1]} {v[2]:+.1f} pp ({'met' if v[3] else 'not met'})" for v in vs))
+                continue
             best = max(vs, key=lambda v: v[2])
             lines.append(f"{sc.name}: best int8 zo at the budget is {best[1]} at {best[2]:+.1f} pp "
                          f"({'met' if best[3] else 'not met'}); met by "
@@ -904,6 +975,7 @@ def fx_reading(scs, results):
         "ratio follows MACs and memory traffic instead; the forward-pass axis of the plot is "
         "the machine-independent view.",
     ]
+    out += fx_reading_jvp(names, run, pp)
     sam = [(s, run(s, "int8 zo n=4 SAM"), pp(s, "int8 zo n=4 SAM", "int8 zo n=4")) for s in names
            if run(s, "int8 zo n=4 SAM") and pp(s, "int8 zo n=4 SAM", "int8 zo n=4") is not None]
     if sam:
@@ -927,7 +999,8 @@ def fx_reading(scs, results):
                    "saved input for the backward pass sits in the arena.")
     f16 = [m for m in FX_FP16 if any(run(s, m) for s in names)]
     for s in names:
-        have = [desc(s, m) for m in [*f16, "fp32 bp", "fp32 zo n=4"] if run(s, m)]
+        have = [desc(s, m) for m in [*f16, "fp32 bp", "fp32 zo n=4", "fp32 jvp n=4"]
+                if run(s, m)]
         if any(run(s, m) for m in f16):
             out.append(f"fp16, {s}: " + ", ".join(have) + ". fp16 keeps fp32 master weights "
                        "(opt_state) and, for bp, a gradient buffer (grads), where fp32 batch-1 "
@@ -950,6 +1023,49 @@ def fx_reading(scs, results):
     return out
 
 
+def fx_reading_jvp(names, run, pp):
+    """The jvp bullets: jvp vs zo vs bp at equal samples, host cost, planned memory."""
+    def per(a, b):
+        return _span([pp(s, a, b) for s in names])
+
+    def ratio(a, b):
+        return _span([run(s, a).us / run(s, b).us for s in names if run(s, a) and run(s, b)],
+                     "{:.2f}", "x")
+
+    def mem(s, m):
+        r = run(s, m)
+        return (f"{int(r.mem.get('arena', 0)):,} / {int(r.mem.get('ram_total', 0)):,}" if r
+                else "—")
+
+    if not any(run(s, "int8 jvp n=4") for s in names):
+        return []
+    return [
+        "jvp vs zo at equal samples (final test accuracy, per scenario, min to max): int8 jvp "
+        f"n=4 - int8 zo n=4 {per('int8 jvp n=4', 'int8 zo n=4')}, int8 jvp n=1 - int8 zo n=1 "
+        f"{per('int8 jvp n=1', 'int8 zo n=1')}, fp32 jvp n=4 - fp32 zo n=4 "
+        f"{per('fp32 jvp n=4', 'fp32 zo n=4')}, int16 jvp n=4 - int16 zo n=4 "
+        f"{per('int16 jvp n=4', 'int16 zo n=4')}; int8 jvp n=4 - fp32 jvp n=4 (the integer "
+        f"arithmetic) {per('int8 jvp n=4', 'fp32 jvp n=4')}; int8 jvp n=4 - int8 bp "
+        f"{per('int8 jvp n=4', 'int8 bp')}; int8 jvp n=4 - fp32 bp "
+        f"{per('int8 jvp n=4', 'fp32 bp')}. jvp and zo draw the same directions; the lr is "
+        "selected per method, and int8 zo trains 16-bit weights where int8 jvp trains 8-bit "
+        "ones.",
+        "jvp host cost per sample: int8 jvp n=4 / int8 zo n=4 "
+        f"{ratio('int8 jvp n=4', 'int8 zo n=4')}, int8 jvp n=1 / int8 zo n=1 "
+        f"{ratio('int8 jvp n=1', 'int8 zo n=1')}, fp32 jvp n=4 / fp32 zo n=4 "
+        f"{ratio('fp32 jvp n=4', 'fp32 zo n=4')}, int8 jvp n=4 / fp32 jvp n=4 "
+        f"{ratio('int8 jvp n=4', 'fp32 jvp n=4')}, int8 jvp n=4 / fp32 bp "
+        f"{ratio('int8 jvp n=4', 'fp32 bp')} (n jvp passes against 2n zo passes; an int8 "
+        "Gemm / Conv tangent is computed in 2 passes over the layer).",
+        "Planned arena / RAM total (bytes), int8 jvp n=4 vs int8 zo n=4 vs int8 bp vs fp32 jvp "
+        "n=4: " + "; ".join(f"{s} {mem(s, 'int8 jvp n=4')} vs {mem(s, 'int8 zo n=4')} vs "
+                           f"{mem(s, 'int8 bp')} vs {mem(s, 'fp32 jvp n=4')}" for s in names)
+        + ". jvp keeps a value and its tangent live together, so its arena is zo's (the "
+        "inference arena) or larger; int8 zo's 16w8a format doubles the trained weights "
+        "(params_rw), int8 jvp keeps them 8-bit.",
+    ]
+
+
 def _rich_table(title, head, rows, left=("scenario", "method", "notes", "selected")):
     from rich.table import Table
     t = Table(title=title, title_justify="left")
@@ -964,7 +1080,11 @@ def _rich_table(title, head, rows, left=("scenario", "method", "notes", "selecte
 
 def fx_print(con, scs, results, secs):
     tables = fx_tables(scs, results)
-    acc, clock, sweep, verdict, sam, errs = tables
+    acc, clock, sweep, verdict, sam, errs, (sum_acc, sum_cost) = tables
+    con.print(_rich_table("bp vs zo vs jvp, fp32 and int8: test accuracy final / at fp32 bp's "
+                          "wall-clock budget", FX_SUM_HEAD, sum_acc))
+    con.print(_rich_table("bp vs zo vs jvp, fp32 and int8: host us / sample; planned arena / "
+                          "RAM total", FX_SUM_HEAD, sum_cost))
     for sc in scs:
         con.print(_rich_table(f"{sc.name}: final test accuracy after {sc.samples} samples "
                               "(generated C, batch 1 SGD)", FX_ACC_HEAD, acc[sc.name]))
@@ -992,7 +1112,7 @@ FX_MARK = "## Fixed point"
 
 
 def fx_write_md(path, scs, tables, secs, quick):
-    acc, clock, sweep, verdict, sam, errs, reading = tables
+    acc, clock, sweep, verdict, sam, errs, (sum_acc, sum_cost), reading = tables
     old = path.read_text() if path.exists() else "# Forward-gradient training\n"
     old = old.split("\n" + FX_MARK)[0].rstrip("\n")
     lines = [
@@ -1009,11 +1129,24 @@ def fx_write_md(path, scs, tables, secs, quick):
         "one permutation per epoch). Full run: "
         + "; ".join(f"{sc.name} {sc.epochs} epochs = {sc.samples} samples" for sc in scs) + ".",
         "",
-        "Methods: `zo n=4` = SPSA with 4 directions (8 forward passes per sample); `SAM` = "
-        "the same with the sharpness-aware evaluation point (`zo_sam_rho`); `+ bp last` = the "
+        "Methods: `zo n=4` = SPSA with 4 directions (8 forward passes per sample); `jvp n=4` = "
+        "forward mode along the 4 directions zo draws (same PRNG streams; rademacher, spsa "
+        "estimator, no eps); `SAM` = zo with the sharpness-aware evaluation point "
+        "(`zo_sam_rho`); `+ bp last` = the "
         "hybrid (`hybrid_bp_layers=1`: the last layer trains by backprop from the unperturbed "
         "pass, the earlier trainable layers by zo n=4; in int8 by integer backprop and 16w8a "
-        "zo); `sign` = sign-SPSA; `jvp` = forward mode.",
+        "zo); `sign` = sign-SPSA. int8 zo stores the weights it trains as int16 (16w8a) unless "
+        "marked 8w8a; int8 jvp keeps them int8 (its update goes through stochastic rounding "
+        "like 8w8a zo's).",
+        "",
+        "Forward passes per sample: bp 1 (plus its backward pass), zo 2n (+1 for the hybrid), "
+        "jvp n. A jvp pass is one forward pass carrying the tangents (in fixed point each "
+        "node's tangent calls interleaved with its forward calls) and is counted once. Its "
+        "tangent work is not in the count: per Gemm / Conv on the tangent's path t_x W where "
+        "the input carries a tangent, x V and v_b where the weight and bias train, which the "
+        "int8 tangent kernels compute in 2 passes over the layer and the int16 ones in 3 (the "
+        "tangent's power-of-two exponent comes from a first pass); the host time per sample is "
+        "the cost to compare.",
         "",
         "Scenarios: " + "; ".join(f"**{sc.name}**: {sc.note}" for sc in scs) + ". The held-out "
         "pool of each scenario is split once into a validation part (selection) and the test "
@@ -1022,8 +1155,9 @@ def fx_write_md(path, scs, tables, secs, quick):
         "Selection (per scenario and method, by validation accuracy after the full run; ties: "
         f"the smaller lr / eps / ρ): lr in {{{', '.join(f'{v:g}' for v in FX_LRS_BP)}}} (bp), "
         f"{{{', '.join(f'{v:g}' for v in FX_LRS_ZO)}}} (zo, jvp; on the trainable-all "
-        f"scenarios {{{', '.join(f'{v:g}' for v in FX_LRS_ALL)}}} for zo and + bp last, whose "
-        "one lr serves the zo layers and the bp head); "
+        f"scenarios {{{', '.join(f'{v:g}' for v in FX_LRS_ALL)}}} for zo, jvp and + bp last, "
+        "whose one lr serves the zo layers and the bp head); jvp (fp32, fp16, int8, int16) has "
+        "no eps and sweeps lr alone; "
         "int8 zo n=4 (spsa) jointly with zo_eps in "
         f"{{{', '.join(f'{v:g}' for v in FX_EPS)}}}, int16 zo with zo_eps in {{0.001, 0.01}}; "
         "the other int8 zo methods (sign, n=1, 8w8a, + bp last) reuse the int8 n=4 eps and "
@@ -1042,12 +1176,23 @@ def fx_write_md(path, scs, tables, secs, quick):
         "(fewer samples when it is slower; more epochs, up to 3 full runs, when faster), and "
         f"its test accuracy is read at the last evaluation at or before that count (every "
         f"{FX_EVERY} samples). Δ = that accuracy minus fp32 bp's final accuracy; the issue's "
-        f"target (≤ {FX_TARGET_PP:g} pp below) is marked for the int8 zo methods. Memory from "
-        "the export's `plan.report()`, bytes: RAM total = arena + params_rw (trainable "
-        "parameters) + grads + opt_state; params_ro (frozen) stays in flash. The fp32 jvp row "
-        "(n=4, SGD batch 1) is planned, not exported.",
+        f"target (≤ {FX_TARGET_PP:g} pp below) is marked for the int8 zo and int8 jvp methods. "
+        "Memory from the export's `plan.report()`, bytes: RAM total = arena + params_rw "
+        "(trainable parameters) + grads + opt_state; params_ro (frozen) stays in flash.",
+        "",
+        "### bp vs zo vs jvp, fp32 and int8 (summary)",
+        "",
+        "One row per scenario and precision; columns bp / zo / jvp with the forward passes per "
+        "sample. Test accuracy: final after the full run (equal samples) / at fp32 bp's "
+        f"wall-clock budget, ✓ / ✗ = the {FX_TARGET_PP:g} pp target (int8 zo and jvp). The "
+        "per-scenario tables below have every method, the selected lr / eps and the sweeps; "
+        "— = not run on that scenario.",
         "",
     ]
+    lines += _md_table(FX_SUM_HEAD, sum_acc)
+    lines += ["", "Host us per training sample; planned arena / RAM total (bytes):", ""]
+    lines += _md_table(FX_SUM_HEAD, sum_cost)
+    lines += [""]
     for sc in scs:
         lines += [f"### {sc.name}", "", f"Final test accuracy after {sc.samples} samples:", ""]
         lines += _md_table(FX_ACC_HEAD, acc[sc.name])
@@ -1055,7 +1200,8 @@ def fx_write_md(path, scs, tables, secs, quick):
                   "planned memory:", ""]
         lines += _md_table(FX_CLOCK_HEAD, clock[sc.name])
         lines += [""]
-    lines += ["### The 3 pp target (int8 zo within 3 pp of fp32 bp at equal host wall-clock)",
+    lines += ["### The 3 pp target (int8 zo / int8 jvp within 3 pp of fp32 bp at equal host "
+              "wall-clock)",
               ""] + [f"- {s}" for s in fx_verdict_lines(verdict, scs)]
     lines += ["", "### Sharpness-aware point in int8 (int8 zo n=4, SAM on vs off)", "",
               "Same export settings, lr and eps as int8 zo n=4; ρ picked by validation "
@@ -1067,7 +1213,8 @@ def fx_write_md(path, scs, tables, secs, quick):
         lines += ["", "n/a in the sweep (the export refused the setting):", ""]
         lines += [f"- {e}" for e in errs]
     lines += ["", "Plot: `forward_gradient_fixed.png` (per scenario: test accuracy vs training "
-              "samples, vs forward passes, vs host wall-clock with fp32 bp's budget marked)."]
+              "samples, vs forward passes (a jvp pass counted once), vs host wall-clock with "
+              "fp32 bp's budget marked)."]
     lines += ["", "### Reading it", ""] + [f"- {s}" for s in reading]
     path.write_text(old + "\n" + "\n".join(lines) + "\n")
 
@@ -1081,7 +1228,9 @@ FX_STYLE = {"fp32 bp": ("k", "-", 2.0), "fp32 zo n=4": ("0.45", "--", 1.6),
             "int8 zo n=4 + bp last": ("#17becf", "-", 1.8),
             "int8 zo n=4 sign": ("#ff7f0e", "-", 1.3), "int8 zo n=1": ("#d62728", ":", 1.5),
             "int8 zo n=1 sign": ("#ff7f0e", ":", 1.5),
-            "int8 8w8a zo n=4": ("#9467bd", "-.", 1.3), "int16 zo n=4": ("#2ca02c", "--", 1.3)}
+            "int8 8w8a zo n=4": ("#9467bd", "-.", 1.3), "int16 zo n=4": ("#2ca02c", "--", 1.3),
+            "fp32 jvp n=4": ("0.45", ":", 2.0), "int8 jvp n=4": ("#bcbd22", "-", 2.0),
+            "int8 jvp n=1": ("#bcbd22", ":", 1.6), "int16 jvp n=4": ("#2ca02c", ":", 1.6)}
 
 
 def fx_plot(scs, results, path):
@@ -1115,7 +1264,7 @@ def fx_plot(scs, results, path):
                 label=f"fp32 bp −{FX_TARGET_PP:g} pp"))
         ax[0, j].set_title(sc.name, fontsize=10)
         ax[0, j].set_xlabel("training samples (batch 1)")
-        ax[1, j].set_xlabel("forward passes (bp = 1, zo = 2n)")
+        ax[1, j].set_xlabel("forward passes (bp = 1, zo = 2n, jvp = n)")
         ax[2, j].set_xlabel("host train_step ms; dotted = fp32 bp budget")
         lo = min((min(res[m.name][0].test_curve) for m in sc.methods
                   if not res[m.name][0].error and res[m.name][0].test_curve), default=0)
@@ -1126,7 +1275,7 @@ def fx_plot(scs, results, path):
         ax[i, 0].set_ylabel("test accuracy")
     order = [n for n in FX_STYLE if n in handles] + (["band"] if "band" in handles else [])
     fig.legend([handles[n] for n in order], [handles[n].get_label() for n in order],
-               loc="lower center", ncol=min(len(order), 8), fontsize=8, frameon=False)
+               loc="lower center", ncol=min(len(order), 10), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
