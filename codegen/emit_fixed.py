@@ -243,6 +243,7 @@ class _CEmit:
                 T.append(("raw", f"    tt_prng_advance(&{var}, {spec[1]}u); /* {spec[0]} */"))
                 gens.append("&" + var)
             ev = "&" + self.evar(c.exp[0])
+            sfx = "_w16a8" if a["wbits"] != bits else sfx
             if fn == "gemm_jvp":
                 call = (f"tt_gemm_jvp{sfx}({x}, {tx}, {w}, {out}, {a['k']}, {a['m']}, "
                         f"{gens[0]}, {gens[1]}, {a['dist']}, &sc_, {ev})")

@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8/int16: one scale per weight tensor everywhere (default: per "
                         "output channel where the integer backward pass allows it)")
     s.add_argument("--zo-weight-bits", type=int, default=16, choices=[8, 16],
-                   help="int8 with --algo zo: bits of the perturbed weights; 16 = the 16w8a "
+                   help="int8 with --algo zo / jvp: bits of the trained weights; 16 = the 16w8a "
                         "format (int16 weights, int8 activations; default), 8 = 8w8a (updates "
                         "below one LSB; warned about)")
     s.add_argument("--layer-precision", action="append", default=[], metavar="LAYER=BITS",

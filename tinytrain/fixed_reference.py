@@ -155,10 +155,10 @@ class FixedTrainer:
                 zb = self._direction(*a["b"]) if has_b else None
                 if fn == "gemm_jvp":
                     out, exps[c.exp[0]] = qj.gemm_jvp(x, tx, w, a["k"], a["m"], zw, zb, a["dist"],
-                                                      sc, bits)
+                                                      sc, bits, wbits=a["wbits"])
                 else:
                     out, exps[c.exp[0]] = qj.conv2d_jvp(a["conv"], x, tx, w, zw, zb, a["dist"],
-                                                        sc, bits)
+                                                        sc, bits, wbits=a["wbits"])
                 env[c.outputs[0]] = np.asarray(out).reshape(-1).astype(
                     _NP[self.fp.tensors[c.outputs[0]].dtype])
                 continue

@@ -22,11 +22,13 @@
  * recomputes the terms (and redraws the directions) instead.
  *
  * Conventions as tt_qkernels.h: batch 1, CHW; q8 = int8 data, int32 accumulators; q16 =
- * int16 data, int64 accumulators; every kernel returns a tt_status and writes nothing (and
- * draws nothing) on an error: TT_ERR_ARG for NULL pointers / out-of-range values,
- * TT_ERR_SHAPE for a convolution / pooling geometry the forward kernels refuse. Integer sums
- * are exact, so loop order never changes a result; only the join (tt_tangent_join_*, and the
- * q16 narrowing of tt_gemm_jvp_* / tt_conv2d_jvp_*) rounds.
+ * int16 data, int64 accumulators; w16a8 (fused Gemm / Conv only) = int8 data with int16
+ * weights (tt_gemm_fwd_w16a8's format), an int64 accumulator for tx W; every kernel returns
+ * a tt_status and writes nothing (and draws nothing) on an error: TT_ERR_ARG for NULL
+ * pointers / out-of-range values, TT_ERR_SHAPE for a convolution / pooling geometry the
+ * forward kernels refuse. Integer sums are exact, so loop order never changes a result; only
+ * the join (tt_tangent_join_*, and the q16 / w16a8 narrowing of tt_gemm_jvp_* /
+ * tt_conv2d_jvp_*) rounds.
  * TT_RESTRICT outputs must not overlap any other argument.
  */
 #ifndef TT_QJVP_H
@@ -60,24 +62,31 @@ extern "C" {
  * drawn once in memory order. zw and zb must be different generators.
  * Result, bit for bit (the numpy twin qjvp.gemm_jvp / conv2d_jvp is written as this
  * composition of raw accumulators, narrowing and tt_tangent_join_*):
- *   q8:  A, B are int32 accumulators (exact under the bounds below);
- *   q16: A, B are int64 accumulators, each narrowed to int32 TENSOR-WIDE before the join:
- *        rs_A = the smallest rs >= 0 with rdbpot(max_o |A[o]|, rs) <= 2^31 - 1 (as
- *        tt_grad_scale_pow2_q64 with bits 32; 0 for an all-zero A), A32 = tt_rdbpot64(A, rs_A),
- *        and rs_A is added to a_exp; the same for B and b_exp;
+ *   q8:    A, B are int32 accumulators (exact under the bounds below);
+ *   q16:   A, B are int64 accumulators, each narrowed to int32 TENSOR-WIDE before the join:
+ *          rs_A = the smallest rs >= 0 with rdbpot(max_o |A[o]|, rs) <= 2^31 - 1 (as
+ *          tt_grad_scale_pow2_q64 with bits 32; 0 for an all-zero A), A32 =
+ *          tt_rdbpot64(A, rs_A), and rs_A is added to a_exp; the same for B and b_exp;
+ *   w16a8: x, tx, ty int8 (ty's range and final rounding those of q8), w int16: A is an int64
+ *          accumulator narrowed exactly as q16's A (rs_A added to a_exp); B (int8 x, |z| <=
+ *          510) and C as q8's: int32, never narrowed (rs_B = 0);
  *   ty, *e_out = tt_tangent_join_*(n, inner, A32, a_mult, a_exp (+ rs_A), B32, b_mult,
- *        b_exp (+ rs_B), C, c_mult, c_exp)  with n = m (gemm) / out_c * out_h * out_w (conv).
+ *        b_exp (+ rs_B), C, c_mult, c_exp)  with n = m (gemm) / out_c * out_h * out_w (conv)
+ *        (w16a8: tt_tangent_join_q8).
  * Method: output-stationary; the generator states are saved at entry and restored at the
- * start of every pass. q16 pass 1: max |A|, max |B| -> rs_A, rs_B; then (both widths) a pass
- * for max |S| of the join and a pass that recomputes S and writes tt_rdbpot64(S, s). So the
- * MACs and direction draws of the layer are done 2x (q8) / 3x (q16) instead of once, and no
- * n-sized int32 / int64 term tensor exists (the composition stored A, B, C and for q16 also
- * their int32 copies). Conv: per output channel, zrow (tt_conv2d_jvp_scratch(p) int16) is
- * filled with that channel's (in_c/groups)*k_h*k_w direction values (the draws of Z continue
- * across channels, also mid Rademacher word), then reused by the channel's every output.
- * Bounds (not detected): |tx w| <= 2^14 (q8) / 2^30 (q16), |x z| <= 128 * 510 (q8) /
- * 32768 * 510 (q16); an output sums at most 131071 products for A (so |A| < 2^31 / 2^47) and
- * at most 32896 (Gaussian) / 2^24 (Rademacher) products for B in q8.
+ * start of every pass. Pass 1, only when a narrowed term is present (q16: A or B, w16a8: A),
+ * computes just the narrowed terms: max |A|, max |B| -> rs_A, rs_B; then (every format) a
+ * pass for max |S| of the join and a pass that recomputes S and writes tt_rdbpot64(S, s). So
+ * the MACs and direction draws of a term are done 2x (q8; w16a8's B, C) / 3x (q16's A, B;
+ * w16a8's A) instead of once, and no n-sized int32 / int64 term tensor exists (the
+ * composition stored A, B, C and the int32 copies of the narrowed ones). Conv: per output
+ * channel, zrow (tt_conv2d_jvp_scratch(p) int16) is filled with that channel's
+ * (in_c/groups)*k_h*k_w direction values (the draws of Z continue across channels, also mid
+ * Rademacher word), then reused by the channel's every output.
+ * Bounds (not detected): |tx w| <= 2^14 (q8) / 2^30 (q16) / 2^22 (w16a8: 128 * 32768),
+ * |x z| <= 128 * 510 (q8, w16a8) / 32768 * 510 (q16); an output sums at most 131071 products
+ * for A (so |A| < 2^31 (q8) / 2^47 (q16) / 2^39 (w16a8): the int64 sums never overflow) and
+ * at most 32896 (Gaussian) / 2^24 (Rademacher) products for B in q8 and w16a8.
  * Arguments: s holds the six multipliers / exponents (those of an absent term are ignored).
  * tx present: tx, w non-NULL (gemm: unless k = 0 or m = 0); zw present: x non-NULL (gemm:
  * unless k = 0 or m = 0) and, for conv, zrow non-NULL; without zw, x and zrow may be NULL,
@@ -87,9 +96,9 @@ extern "C" {
  * TT_ERR_ARG for no term present, s / e_out NULL, a missing array, zw == zb, k or m < 0, dist
  * not TT_ZO_RADEMACHER / TT_ZO_GAUSS, a present mult outside [0, 2^31) or exp outside
  * [-TT_QJVP_EXP_MAX, TT_QJVP_EXP_MAX], for q16 also a_exp + rs_A or b_exp + rs_B above
- * TT_QJVP_EXP_MAX (found after pass 1; the generators are then restored); TT_ERR_SHAPE for a
- * geometry tt_conv2d_fwd_* refuses (checked even without tx and zw). gemm with m = 0 writes
- * nothing and sets *e_out = E + 2 (the join's n = 0). */
+ * TT_QJVP_EXP_MAX, for w16a8 a_exp + rs_A (found after pass 1; the generators are then
+ * restored); TT_ERR_SHAPE for a geometry tt_conv2d_fwd_* refuses (checked even without tx and
+ * zw). gemm with m = 0 writes nothing and sets *e_out = E + 2 (the join's n = 0). */
 typedef struct {
     int32_t a_mult;
     int a_exp;
@@ -111,6 +120,13 @@ tt_status tt_conv2d_jvp_q8(const tt_conv2d_params *p, const int8_t *x, const int
 tt_status tt_conv2d_jvp_q16(const tt_conv2d_params *p, const int16_t *x, const int16_t *tx,
                             const int16_t *w, int16_t *TT_RESTRICT ty, tt_prng *zw, tt_prng *zb,
                             int dist, const tt_jvp_scales *s, int *e_out, int16_t *zrow);
+tt_status tt_gemm_jvp_w16a8(const int8_t *x, const int8_t *tx, const int16_t *w,
+                            int8_t *TT_RESTRICT ty, int k, int m, tt_prng *zw, tt_prng *zb,
+                            int dist, const tt_jvp_scales *s, int *e_out);
+tt_status tt_conv2d_jvp_w16a8(const tt_conv2d_params *p, const int8_t *x, const int8_t *tx,
+                              const int16_t *w, int8_t *TT_RESTRICT ty, tt_prng *zw,
+                              tt_prng *zb, int dist, const tt_jvp_scales *s, int *e_out,
+                              int16_t *zrow);
 /* int16 elements of tt_conv2d_jvp_*'s zrow: (in_c / groups) * k_h * k_w; 0 for p NULL or a
  * geometry the kernels refuse (TT_ERR_SHAPE). */
 int tt_conv2d_jvp_scratch(const tt_conv2d_params *p);

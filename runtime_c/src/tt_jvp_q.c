@@ -4,10 +4,17 @@
  * the join of tangent terms into one int8 / int16 tangent with a power-of-two exponent, the max
  * pool tangent and the loss tangent dL . t. Specification in tt_qjvp.h.
  *
- * Instantiated twice (see tt_gemm_q.c for the self-including template): _q8 (int8 data,
- * int32 accumulators) and _q16 (int16 data, int64 accumulators). The directions are drawn by
- * next_z, the same sequence as tt_zo_perturb_* (tt_perturb_q.c) and tt_prng_rademacher_i8 /
- * tt_prng_gauss_i16.
+ * One body, three instantiations (the self-including template of tt_gemm_q.c) with
+ *   TQ      data storage: x, tx, ty             TW      weight storage: w
+ *   TACC_A  accumulator of A = tx (*) W          TACC_B  accumulator of B = x (*) Z
+ *   TQ_NARROW_A / _B  1: that accumulator is int64 and narrowed to int32 tensor-wide
+ *   TQ_BITS  width of ty                         TQ_FUSED_ONLY  1: the fused kernels only
+ *   TQ_DOT_NMAX  tt_dot_q30_*'s limit on n (not with TQ_FUSED_ONLY)
+ * as  _q8     int8 / int8  / int32 / int32 / 0 / 0 / 8   (every kernel)
+ *     _q16    int16 / int16 / int64 / int64 / 1 / 1 / 16 (every kernel)
+ *     _w16a8  int8 / int16 / int64 / int32 / 1 / 0 / 8   (tt_gemm_jvp, tt_conv2d_jvp)
+ * The directions are drawn by next_z, the same sequence as tt_zo_perturb_* (tt_perturb_q.c)
+ * and tt_prng_rademacher_i8 / tt_prng_gauss_i16.
  */
 #ifndef TT_Q_TEMPLATE_PASS
 
@@ -166,7 +173,7 @@ enum { JVP_MAX_ACC, JVP_MAX_S, JVP_WRITE };
 typedef struct {
     int mode;
     join_term t[3];
-    int rs_a, rs_b;         /* q16: the tensor-wide narrowing shifts of A and B (0 for q8) */
+    int rs_a, rs_b;         /* the tensor-wide narrowing shifts of A and B (0 if not narrowed) */
     int out_shift;          /* s of the join (JVP_WRITE) */
     int64_t max_a, max_b;   /* max |A|, max |B| (JVP_MAX_ACC) */
     int64_t max_s;          /* max |S| (JVP_MAX_S) */
@@ -226,27 +233,61 @@ static void jvp_scales_unpack(const tt_jvp_scales *s, int has_a, int has_b, int 
 #define TT_Q(name) TT_Q_CAT(name, TQ_SUF)
 #define TT_Q_TEMPLATE_PASS
 
-/* TQ_NARROW: 1 when the accumulators (int64) are narrowed tensor-wide to int32 before the join */
 #define TQ int8_t
-#define TACC int32_t
+#define TW int8_t
+#define TACC_A int32_t
+#define TACC_B int32_t
+#define TQ_NARROW_A 0
+#define TQ_NARROW_B 0
 #define TQ_SUF _q8
 #define TQ_BITS 8
-#define TQ_NARROW 0
+#define TQ_FUSED_ONLY 0
 #define TQ_DOT_NMAX (1L << 26)
 #include "tt_jvp_q.c"
 #undef TQ
-#undef TACC
+#undef TW
+#undef TACC_A
+#undef TACC_B
+#undef TQ_NARROW_A
+#undef TQ_NARROW_B
 #undef TQ_SUF
 #undef TQ_BITS
-#undef TQ_NARROW
+#undef TQ_FUSED_ONLY
 #undef TQ_DOT_NMAX
 
 #define TQ int16_t
-#define TACC int64_t
+#define TW int16_t
+#define TACC_A int64_t
+#define TACC_B int64_t
+#define TQ_NARROW_A 1
+#define TQ_NARROW_B 1
 #define TQ_SUF _q16
 #define TQ_BITS 16
-#define TQ_NARROW 1
+#define TQ_FUSED_ONLY 0
 #define TQ_DOT_NMAX (1L << 18)
+#include "tt_jvp_q.c"
+#undef TQ
+#undef TW
+#undef TACC_A
+#undef TACC_B
+#undef TQ_NARROW_A
+#undef TQ_NARROW_B
+#undef TQ_SUF
+#undef TQ_BITS
+#undef TQ_FUSED_ONLY
+#undef TQ_DOT_NMAX
+
+/* int8 tx x int16 w: products up to 2^22 (-128 * -32768), at most 131071 of them: |A| < 2^39,
+ * exact in int64 and narrowed like q16's A. int8 x x |z| <= 510: B stays q8's int32. */
+#define TQ int8_t
+#define TW int16_t
+#define TACC_A int64_t
+#define TACC_B int32_t
+#define TQ_NARROW_A 1
+#define TQ_NARROW_B 0
+#define TQ_SUF _w16a8
+#define TQ_BITS 8
+#define TQ_FUSED_ONLY 1
 #include "tt_jvp_q.c"
 
 #else /* ======================================================== template body */
@@ -254,7 +295,8 @@ static void jvp_scales_unpack(const tt_jvp_scales *s, int has_a, int has_b, int 
 /* everything one pass of a fused kernel reads; p == NULL for gemm */
 typedef struct {
     const tt_conv2d_params *p;
-    const TQ *x, *tx, *w;
+    const TQ *x, *tx;
+    const TW *w;
     TQ *ty;
     int k, m;
     int16_t *zrow; /* |z| <= 510: int16 halves the scratch */
@@ -263,7 +305,7 @@ typedef struct {
 } TT_Q(jvp_layer);
 
 /* what a pass does with output o's raw terms a (A), b (B), c (C of its channel) */
-static void TT_Q(jvp_out)(jvp_pass *ps, TACC a, TACC b, int32_t c, TQ *y)
+static void TT_Q(jvp_out)(jvp_pass *ps, TACC_A a, TACC_B b, int32_t c, TQ *y)
 {
     int32_t a32, b32;
     int64_t s;
@@ -272,9 +314,9 @@ static void TT_Q(jvp_out)(jvp_pass *ps, TACC a, TACC b, int32_t c, TQ *y)
         ps->max_b = max64(ps->max_b, abs64((int64_t)b));
         return;
     }
-    /* q16: |rdbpot(A, rs_A)| <= rdbpot(max |A|, rs_A) <= 2^31 - 1 by the choice of rs_A */
-    a32 = TQ_NARROW ? (int32_t)tt_rdbpot64((int64_t)a, ps->rs_a) : (int32_t)a;
-    b32 = TQ_NARROW ? (int32_t)tt_rdbpot64((int64_t)b, ps->rs_b) : (int32_t)b;
+    /* narrowed: |rdbpot(A, rs_A)| <= rdbpot(max |A|, rs_A) <= 2^31 - 1 by the choice of rs_A */
+    a32 = TQ_NARROW_A ? (int32_t)tt_rdbpot64((int64_t)a, ps->rs_a) : (int32_t)a;
+    b32 = TQ_NARROW_B ? (int32_t)tt_rdbpot64((int64_t)b, ps->rs_b) : (int32_t)b;
     s = join_value(ps->t, a32, b32, c);
     if (ps->mode == JVP_MAX_S) {
         ps->max_s = max64(ps->max_s, abs64(s));
@@ -283,26 +325,39 @@ static void TT_Q(jvp_out)(jvp_pass *ps, TACC a, TACC b, int32_t c, TQ *y)
     }
 }
 
+/* the terms a pass computes: all present ones, except that pass 1 (JVP_MAX_ACC) skips the
+ * terms that are not narrowed (their MACs and draws; the generators are restored after it) */
+static void TT_Q(jvp_todo)(const TT_Q(jvp_layer) *L, const jvp_pass *ps, int *do_a, int *do_b,
+                           int *do_c)
+{
+    const int all = ps->mode != JVP_MAX_ACC;
+    *do_a = L->tx != NULL && (all || TQ_NARROW_A);
+    *do_b = L->zw != NULL && (all || TQ_NARROW_B);
+    *do_c = L->zb != NULL && all;
+}
+
 /* gemm, batch 1: output j outer, kk inner; Z drawn in (j, kk) order, C in j order */
 static void TT_Q(gemm_walk)(const TT_Q(jvp_layer) *L, jvp_pass *ps)
 {
     uint32_t zw_word = 0U, zb_word = 0U;
-    int zw_left = 0, zb_left = 0, j, kk;
+    int zw_left = 0, zb_left = 0, j, kk, do_a, do_b, do_c;
+    TT_Q(jvp_todo)(L, ps, &do_a, &do_b, &do_c);
     for (j = 0; j < L->m; ++j) {
-        TACC a = 0, b = 0;
+        TACC_A a = 0;
+        TACC_B b = 0;
         int32_t c = 0;
-        if (L->tx != NULL && L->k > 0) {
-            const TQ *wj = L->w + (size_t)j * (size_t)L->k;
+        if (do_a && L->k > 0) {
+            const TW *wj = L->w + (size_t)j * (size_t)L->k;
             for (kk = 0; kk < L->k; ++kk) {
-                a += (TACC)L->tx[kk] * wj[kk];
+                a += (TACC_A)L->tx[kk] * wj[kk];
             }
         }
-        if (L->zw != NULL) {
+        if (do_b) {
             for (kk = 0; kk < L->k; ++kk) {
-                b += (TACC)L->x[kk] * next_z(L->zw, L->dist, &zw_word, &zw_left);
+                b += (TACC_B)L->x[kk] * next_z(L->zw, L->dist, &zw_word, &zw_left);
             }
         }
-        if (L->zb != NULL) {
+        if (do_c) {
             c = next_z(L->zb, L->dist, &zb_word, &zb_left);
         }
         TT_Q(jvp_out)(ps, a, b, c, L->ty + j);
@@ -319,20 +374,21 @@ static void TT_Q(conv_walk)(const TT_Q(jvp_layer) *L, jvp_pass *ps)
     const size_t khw = (size_t)p->k_h * (size_t)p->k_w;
     const size_t row = (size_t)cin_g * khw;
     uint32_t zw_word = 0U, zb_word = 0U;
-    int zw_left = 0, zb_left = 0, oc, oh, ow, icg, kh, kw;
+    int zw_left = 0, zb_left = 0, oc, oh, ow, icg, kh, kw, do_a, do_b, do_c;
     TQ *y = L->ty;
     size_t r;
+    TT_Q(jvp_todo)(L, ps, &do_a, &do_b, &do_c);
     for (oc = 0; oc < p->out_c; ++oc) {
         const size_t xg = (size_t)(oc / cout_g) * (size_t)cin_g * in_hw; /* group's inputs */
         const size_t wo = (size_t)oc * row;
         int32_t c = 0;
-        if (L->zw != NULL) {
+        if (do_b) {
             /* Z[oc][.][.][.]: the draws continue from the previous channel (mid word) */
             for (r = 0; r < row; ++r) {
                 L->zrow[r] = (int16_t)next_z(L->zw, L->dist, &zw_word, &zw_left);
             }
         }
-        if (L->zb != NULL) {
+        if (do_c) {
             c = next_z(L->zb, L->dist, &zb_word, &zb_left);
         }
         for (oh = 0; oh < p->out_h; ++oh) {
@@ -342,7 +398,8 @@ static void TT_Q(conv_walk)(const TT_Q(jvp_layer) *L, jvp_pass *ps)
             for (ow = 0; ow < p->out_w; ++ow) {
                 int kw0, kw1;
                 const int iw0 = ow * p->stride_w - p->pad_left;
-                TACC a = 0, b = 0;
+                TACC_A a = 0;
+                TACC_B b = 0;
                 tap_range(ow, p->stride_w, p->pad_left, p->k_w, p->in_w, &kw0, &kw1);
                 for (icg = 0; icg < cin_g && kw0 < kw1; ++icg) {
                     for (kh = kh0; kh < kh1; ++kh) {
@@ -353,17 +410,18 @@ static void TT_Q(conv_walk)(const TT_Q(jvp_layer) *L, jvp_pass *ps)
                                           (size_t)(iw0 + kw0);
                         const size_t zo = (size_t)icg * khw + (size_t)kh * (size_t)p->k_w +
                                           (size_t)kw0;
-                        if (L->tx != NULL) {
-                            const TQ *tr = L->tx + xo, *wr = L->w + wo + zo;
+                        if (do_a) {
+                            const TQ *tr = L->tx + xo;
+                            const TW *wr = L->w + wo + zo;
                             for (kw = 0; kw < kw1 - kw0; ++kw) {
-                                a += (TACC)tr[kw] * wr[kw];
+                                a += (TACC_A)tr[kw] * wr[kw];
                             }
                         }
-                        if (L->zw != NULL) {
+                        if (do_b) {
                             const TQ *xr = L->x + xo;
                             const int16_t *zr = L->zrow + zo;
                             for (kw = 0; kw < kw1 - kw0; ++kw) {
-                                b += (TACC)xr[kw] * zr[kw];
+                                b += (TACC_B)xr[kw] * zr[kw];
                             }
                         }
                     }
@@ -398,15 +456,15 @@ static tt_status TT_Q(jvp_fused)(const TT_Q(jvp_layer) *L, const tt_jvp_scales *
     }
     ps.rs_a = ps.rs_b = ps.out_shift = 0;
     ps.max_a = ps.max_b = ps.max_s = 0;
-    if (TQ_NARROW) {
-        /* pass 1: the tensor-wide int64 -> int32 narrowing shifts; they move E and so every
-         * Q_t shift of the join */
+    if ((TQ_NARROW_A && L->tx != NULL) || (TQ_NARROW_B && L->zw != NULL)) {
+        /* pass 1 (only with a narrowed term present): the tensor-wide int64 -> int32
+         * narrowing shifts; they move E and so every Q_t shift of the join */
         ps.mode = JVP_MAX_ACC;
         TT_Q(jvp_walk)(L, &ps);
         prng_restore(L->zw, &zw0);
         prng_restore(L->zb, &zb0);
-        ps.rs_a = pow2_shift(ps.max_a, 32);
-        ps.rs_b = pow2_shift(ps.max_b, 32);
+        ps.rs_a = TQ_NARROW_A ? pow2_shift(ps.max_a, 32) : 0;
+        ps.rs_b = TQ_NARROW_B ? pow2_shift(ps.max_b, 32) : 0;
         ex[0] += ps.rs_a;
         ex[1] += ps.rs_b;
         st = join_setup(on, mult, ex, ps.t, &e2);
@@ -426,7 +484,7 @@ static tt_status TT_Q(jvp_fused)(const TT_Q(jvp_layer) *L, const tt_jvp_scales *
     return TT_OK;
 }
 
-tt_status TT_Q(tt_gemm_jvp)(const TQ *x, const TQ *tx, const TQ *w, TQ *TT_RESTRICT ty, int k,
+tt_status TT_Q(tt_gemm_jvp)(const TQ *x, const TQ *tx, const TW *w, TQ *TT_RESTRICT ty, int k,
                             int m, tt_prng *zw, tt_prng *zb, int dist, const tt_jvp_scales *s,
                             int *e_out)
 {
@@ -454,7 +512,7 @@ tt_status TT_Q(tt_gemm_jvp)(const TQ *x, const TQ *tx, const TQ *w, TQ *TT_RESTR
     return TT_Q(jvp_fused)(&L, s, e_out);
 }
 
-tt_status TT_Q(tt_conv2d_jvp)(const tt_conv2d_params *p, const TQ *x, const TQ *tx, const TQ *w,
+tt_status TT_Q(tt_conv2d_jvp)(const tt_conv2d_params *p, const TQ *x, const TQ *tx, const TW *w,
                               TQ *TT_RESTRICT ty, tt_prng *zw, tt_prng *zb, int dist,
                               const tt_jvp_scales *s, int *e_out, int16_t *zrow)
 {
@@ -482,6 +540,8 @@ tt_status TT_Q(tt_conv2d_jvp)(const tt_conv2d_params *p, const TQ *x, const TQ *
     L.dist = dist;
     return TT_Q(jvp_fused)(&L, s, e_out);
 }
+
+#if !TQ_FUSED_ONLY
 
 tt_status TT_Q(tt_tangent_join)(TQ *TT_RESTRICT ty, int n, int inner, const int32_t *a,
                                 int32_t a_mult, int a_exp, const int32_t *b, int32_t b_mult,
@@ -590,5 +650,7 @@ tt_status TT_Q(tt_dot_q30)(const int32_t *g, const TQ *t, int n, int64_t *s)
     *s = acc;
     return TT_OK;
 }
+
+#endif /* !TQ_FUSED_ONLY */
 
 #endif /* TT_Q_TEMPLATE_PASS */

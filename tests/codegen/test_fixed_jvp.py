@@ -30,14 +30,16 @@ def data():
     return make_adaptation_data(0)
 
 
-def _export(tmp_path, data, name, precision, trainable, **kw):
+def _export(tmp_path, data, name, precision, trainable, wbits=16, **kw):
     cfg = TrainConfig(algo="jvp", trainable=trainable, **{"lr": 0.01, **kw})
-    return export(MODELS / f"{name}.onnx", tmp_path / f"{name}_{precision}_jvp", cfg,
+    return export(MODELS / f"{name}.onnx", tmp_path / f"{name}_{precision}_{wbits}_jvp", cfg,
                   precision=precision, calibration=data["x_train"], command="test",
-                  quant=QuantConfig(bits=int(precision[3:])))
+                  quant=QuantConfig(bits=int(precision[3:]), zo_weight_bits=wbits))
 
 
 CASES = [("mlp", "int8", "last:1", {}),
+         ("mlp", "int8", "all", {"wbits": 8}),                    # 8w8a (warned about)
+         ("cnn", "int8", "last:2", {"wbits": 8, "zo_dist": "gaussian"}),
          ("mlp", "int8", "all", {"zo_dist": "gaussian", "perturbations": 2}),
          ("cnn", "int8", "all", {"perturbations": 2}),
          ("dscnn", "int8", "last:2", {"zo_estimator": "sign"}),
@@ -50,6 +52,10 @@ def test_jvp_c_matches_numpy_bit_for_bit_100_steps(tmp_path, data, name, precisi
                                                    kw):
     res, fp, _ = _export(tmp_path, data, name, precision, trainable, **kw)
     assert fp.jvp is not None and not fp.train
+    weights = [p for p in fp.trainable if fp.tensors[p].param_kind == "weight"]
+    want = {"int8": "i16" if kw.get("wbits", 16) == 16 else "i8", "int16": "i16"}[precision]
+    assert all(fp.tensors[p].dtype == want for p in weights)
+    assert any("8-bit weights" in w for w in fp.warnings) == (want == "i8" and bool(weights))
     c, ref = HostModel(res.out_dir), FixedTrainer(fp)
     rp = lockstep(c, ref, data["x_train"], data["y_train"], STEPS)
     np.testing.assert_array_equal(c.infer(data["x_test"][:16]), ref.infer(data["x_test"][:16]))
@@ -141,3 +147,17 @@ def test_jvp_refusals(tmp_path, data):
                precision="int8", calibration=data["x_train"], command="t",
                quant=QuantConfig(bits=8, layer_bits=(("/1/Gemm", 16),)))
     assert load_model(MODELS / "mlp.onnx")       # the model itself is fine
+
+
+def test_16w8a_is_what_lets_int8_jvp_train_every_layer(tmp_path, data):
+    """int8 jvp on the whole MLP: with 8-bit weights most updates are below one LSB (measured
+    73.5 % -> 67.6 %, one epoch); the default 16w8a keeps int16 trained weights (-> 84.4 %)."""
+    accs = {}
+    for wbits in (8, 16):
+        res, fp, _ = _export(tmp_path, data, "mlp", "int8", "all", wbits=wbits, perturbations=4,
+                             lr=1e-3)
+        c = HostModel(res.out_dir)
+        for i in np.random.default_rng(0).permutation(len(data["y_train"])):
+            c.train_step(data["x_train"][i], data["y_train"][i])
+        accs[wbits] = float((c.infer(data["x_test"]).argmax(1) == data["y_test"]).mean())
+    assert accs[16] >= 0.80 and accs[16] >= accs[8] + 0.08, accs

@@ -4,7 +4,8 @@
 Pcg32, exact Python integers / Fractions for the narrowing and the tangent join, pool_ref for
 the argmax). The fused Gemm / Conv tangent kernels are checked against the numpy composition
 that defines them (raw accumulators, x . z, bias direction, q16 narrowing, join); the
-composition's building blocks have numpy twins only (no C of their own)."""
+composition's building blocks have numpy twins only (no C of their own). Formats: q8, q16 and
+w16a8 (int8 data, int16 weights: A in int64, narrowed like q16's; B and C as q8's)."""
 from fractions import Fraction
 
 import numpy as np
@@ -19,6 +20,9 @@ from tinytrain.numerics.prng import MULT, Pcg32, _output, stream_id
 EX = dict(deadline=None, max_examples=10 if SANITIZE else 60)
 SEED = st.integers(0, 2**32 - 1)
 BITS = st.sampled_from([8, 16])
+FORMATS = [(8, 8), (16, 16), (8, 16)]            # (bits, wbits): q8, q16, w16a8
+FMT_IDS = ["q8", "q16", "w16a8"]
+FMT = st.sampled_from(FORMATS)
 DIST = st.sampled_from([qk.ZO_RADEMACHER, qk.ZO_GAUSS])
 MASK64 = (1 << 64) - 1
 
@@ -27,12 +31,14 @@ def qdt(bits):
     return np.int8 if bits == 8 else np.int16
 
 
-def adt(bits):
-    return np.int32 if bits == 8 else np.int64
+def adt(bits, wbits=None):
+    """the accumulator of A: int64 as soon as data or weights are int16"""
+    return np.int32 if max(bits, wbits or bits) == 8 else np.int64
 
 
-def fn(nl, name, bits):
-    return getattr(nl.lib, f"tt_{name}_q{bits}")
+def fn(nl, name, bits, wbits=None):
+    suffix = f"q{bits}" if wbits in (None, bits) else f"w{wbits}a{bits}"
+    return getattr(nl.lib, f"tt_{name}_{suffix}")
 
 
 def ints(rng, lo, hi, size, extremes):
@@ -99,29 +105,33 @@ def z_at(seed, sid, skip, n, dist):
 
 
 @settings(**EX)
-@given(bits=BITS, seed=SEED, n=st.sampled_from([0, 1, 1, 2, 3, 5]), k=st.integers(0, 40),
+@given(fmt=FMT, seed=SEED, n=st.sampled_from([0, 1, 1, 2, 3, 5]), k=st.integers(0, 40),
        m=st.integers(0, 9), extremes=st.booleans())
-def test_gemm_acc(bits, seed, n, k, m, extremes):
+def test_gemm_acc(fmt, seed, n, k, m, extremes):
+    bits, wbits = fmt
     rng = np.random.default_rng(seed)
-    x, w = qdata(rng, bits, n * k, extremes), qdata(rng, bits, m * k, extremes)
-    acc = qjvp.gemm_acc(x, w, n, k, m, bits)
+    x, w = qdata(rng, bits, n * k, extremes), qdata(rng, wbits, m * k, extremes)
+    acc = qjvp.gemm_acc(x, w, n, k, m, bits, wbits)
     ref = np.einsum("ik,jk->ij", x.astype(np.int64).reshape(n, k),
                     w.astype(np.int64).reshape(m, k)).reshape(-1)
-    assert acc.dtype == adt(bits)
+    assert acc.dtype == adt(bits, wbits)
     np.testing.assert_array_equal(acc, ref)
 
 
 @settings(**EX)
-@given(bits=BITS, seed=SEED, p=conv_params(), extremes=st.booleans())
-def test_conv2d_acc(bits, seed, p, extremes):
+@given(fmt=FMT, seed=SEED, p=conv_params(), extremes=st.booleans())
+def test_conv2d_acc(fmt, seed, p, extremes):
+    bits, wbits = fmt
     rng = np.random.default_rng(seed)
     xs, ws, ys = shapes(p)
     x = qdata(rng, bits, int(np.prod(xs)), extremes)
-    w = qdata(rng, bits, int(np.prod(ws)), extremes)
-    acc = qjvp.conv2d_acc(p, x, w, bits)
+    w = qdata(rng, wbits, int(np.prod(ws)), extremes)
+    acc = qjvp.conv2d_acc(p, x, w, bits, wbits)
+    assert acc.dtype == adt(bits, wbits)
     np.testing.assert_array_equal(acc, conv_ref(p, x, w))
-    # the forward kernel's accumulator: the forward with a unit POW2 scale is its saturation
-    y, _ = qk.conv2d_fwd(p, x, w, None, fx.Requant(mode=fx.RQ_POW2), bits)
+    # the forward kernel's accumulator (w16a8: tt_conv2d_fwd_w16a8's): the forward with a unit
+    # POW2 scale is its saturation
+    y, _ = qk.conv2d_fwd(p, x, w, None, fx.Requant(mode=fx.RQ_POW2), bits, wbits)
     np.testing.assert_array_equal(y, np.clip(acc, -(1 << (bits - 1)), (1 << (bits - 1)) - 1))
 
 
@@ -207,6 +217,8 @@ def test_building_block_argument_errors():
         qjvp.zo_values(Pcg32(1, 2), -1, 0)
     with pytest.raises(ValueError):
         qjvp.gemm_acc(x, x, 3, 4, 1, bits=12)
+    with pytest.raises(ValueError):
+        qjvp.gemm_acc(x, x, 3, 4, 1, bits=16, wbits=8)            # no a16w8 format
 
 
 # ---- tangent join ---------------------------------------------------------------------------
@@ -220,10 +232,11 @@ def join_exact(n, inner, terms, bits):
     e = max(ex - 31 for _, _, ex, _ in terms)
     S, R = [0] * n, [Fraction(0)] * n
     for v, mult, ex, pc in terms:
+        unit = Fraction(2) ** (ex - 31)             # once per term: exponents reach 2^24
         for i in range(n):
             val = int(v[i // inner] if pc else v[i])
             S[i] += rdb(val * mult, min(e - (ex - 31) + 2, 63))
-            R[i] += Fraction(val * mult) * Fraction(2) ** (ex - 31)
+            R[i] += val * mult * unit
     m = max((abs(s) for s in S), default=0)
     limit = (1 << (bits - 1)) - 1
     s = 0
@@ -381,10 +394,10 @@ def rdb_int(x, s):
     return (q + (2 * r >= (1 << s))) * (1 if x >= 0 else -1)
 
 
-def narrow_exact(v, bits):
-    """q16: the tensor-wide int64 -> int32 narrowing (smallest rs with rdbpot(max|v|, rs) <=
-    2^31 - 1), in Python integers; q8 accumulators are not narrowed."""
-    if bits == 8:
+def narrow_exact(v, wide):
+    """An int64 (`wide`) accumulator's tensor-wide narrowing to int32 (smallest rs with
+    rdbpot(max|v|, rs) <= 2^31 - 1), in Python integers; int32 ones are not narrowed."""
+    if not wide:
         return v, 0
     m = max((abs(t) for t in v), default=0)
     rs = 0
@@ -398,8 +411,9 @@ class Case:
     which terms are present (tx, zw, zb) and where the directions start in stream sid."""
 
     def __init__(self, layer, geo, bits, dist, has, seed, rng, extremes, scales, skip_w=0,
-                 gap_b=0, data=None):
+                 gap_b=0, data=None, wbits=None):
         self.layer, self.geo, self.bits, self.dist, self.has = layer, geo, bits, dist, has
+        self.wbits = bits if wbits is None else wbits
         self.seed, self.sid, self.scales = seed, stream_id(int(rng.integers(0, 2**31)), 7), scales
         if layer == "gemm":
             k, m = geo
@@ -411,7 +425,7 @@ class Case:
         self.nw = nw
         if data is None:
             data = (qdata(rng, bits, nx, extremes), qdata(rng, bits, nx, extremes),
-                    qdata(rng, bits, nw, extremes))
+                    qdata(rng, self.wbits, nw, extremes))
         self.x, self.tx, self.w = data
         # the bias direction follows the weight's in the same stream (as the lowering lays
         # the parameters out), possibly after other tensors' draws
@@ -453,12 +467,12 @@ def run_c(nl, c, zrow_size=None, scales=None):
     e = nl.ffi.new("int *", -999)
     sc = nl.ffi.new("tt_jvp_scales *", c.scales if scales is None else scales)
     if c.layer == "gemm":
-        st = fn(nl, "gemm_jvp", c.bits)(nl.ptr(x), nl.ptr(tx), nl.ptr(w), nl.ptr(ty), *c.geo,
-                                         zw, zb, c.dist, sc, e)
+        st = fn(nl, "gemm_jvp", c.bits, c.wbits)(nl.ptr(x), nl.ptr(tx), nl.ptr(w), nl.ptr(ty),
+                                                  *c.geo, zw, zb, c.dist, sc, e)
         return st, ty, e[0], zw, zb
     row = nl.lib.tt_conv2d_jvp_scratch(nl.conv(c.geo)) if zrow_size is None else zrow_size
     zrow = np.full(row + GUARD, CANARY, np.int16) if c.has[1] else None
-    st = fn(nl, "conv2d_jvp", c.bits)(nl.conv(c.geo), nl.ptr(x), nl.ptr(tx), nl.ptr(w),
+    st = fn(nl, "conv2d_jvp", c.bits, c.wbits)(nl.conv(c.geo), nl.ptr(x), nl.ptr(tx), nl.ptr(w),
                                        nl.ptr(ty), zw, zb, c.dist, sc, e, nl.ptr(zrow))
     if zrow is not None:
         assert (zrow[row:] == CANARY).all(), "tt_conv2d_jvp wrote past its scratch row"
@@ -469,9 +483,9 @@ def run_twin(c):
     x, tx, w = c.arrays()
     zw, zb = c.py_gens()
     if c.layer == "gemm":
-        ty, e = qjvp.gemm_jvp(x, tx, w, *c.geo, zw, zb, c.dist, c.scales, c.bits)
+        ty, e = qjvp.gemm_jvp(x, tx, w, *c.geo, zw, zb, c.dist, c.scales, c.bits, c.wbits)
     else:
-        ty, e = qjvp.conv2d_jvp(c.geo, x, tx, w, zw, zb, c.dist, c.scales, c.bits)
+        ty, e = qjvp.conv2d_jvp(c.geo, x, tx, w, zw, zb, c.dist, c.scales, c.bits, c.wbits)
     return ty, e, zw, zb
 
 
@@ -489,13 +503,15 @@ def raw_terms(c):
 
 
 def reference(c):
-    """(ty, e_out, rs_A, rs_B): the composition in exact Python integers."""
+    """(ty, e_out, rs_A, rs_B): the composition in exact Python integers. Narrowed: A when
+    data or weights are int16 (q16, w16a8), B when the data are (q16)."""
     A, B, C = raw_terms(c)
     s = {**{f"{t}_{f}": 0 for t in "abc" for f in ("mult", "exp")}, **c.scales}
     terms, rs = [], [0, 0]
+    wide = (16 in (c.bits, c.wbits), c.bits == 16)
     for t, (v, key) in enumerate(((A, "a"), (B, "b"))):
         if v is not None:
-            vn, rs[t] = narrow_exact([int(q) for q in v], c.bits)
+            vn, rs[t] = narrow_exact([int(q) for q in v], wide[t])
             assert all(-(1 << 31) <= q <= I32_MAX for q in vn)
             terms.append((vn, s[key + "_mult"], s[key + "_exp"] + rs[t], False))
     if C is not None:
@@ -546,29 +562,33 @@ def balanced_scales(c, rng):
     return out
 
 
-@settings(**dict(EX, max_examples=10 if SANITIZE else 120))
-@given(bits=BITS, dist=DIST, seed=SEED, k=st.integers(0, 45), m=st.integers(0, 9),
+@pytest.mark.parametrize("fmt", FORMATS, ids=FMT_IDS)
+@settings(**dict(EX, max_examples=10 if SANITIZE else 100))
+@given(dist=DIST, seed=SEED, k=st.integers(0, 45), m=st.integers(0, 9),
        mask=st.integers(1, 7), extremes=st.booleans(), skip_w=st.integers(0, 200),
        gap_b=st.integers(0, 50), scales=scales_st(), balanced=st.booleans())
-def test_gemm_jvp(nl, bits, dist, seed, k, m, mask, extremes, skip_w, gap_b, scales, balanced):
+def test_gemm_jvp(nl, fmt, dist, seed, k, m, mask, extremes, skip_w, gap_b, scales, balanced):
     rng = np.random.default_rng(seed)
     has = (bool(mask & 1), bool(mask & 2), bool(mask & 4))
-    c = Case("gemm", (k, m), bits, dist, has, seed, rng, extremes, scales, skip_w, gap_b)
+    c = Case("gemm", (k, m), fmt[0], dist, has, seed, rng, extremes, scales, skip_w, gap_b,
+             wbits=fmt[1])
     if balanced:
         c.scales = balanced_scales(c, rng)
     check_case(nl, c)
 
 
-@settings(**dict(EX, max_examples=10 if SANITIZE else 120))
-@given(bits=BITS, dist=DIST, seed=SEED, p=conv_params(), mask=st.integers(1, 7),
+@pytest.mark.parametrize("fmt", FORMATS, ids=FMT_IDS)
+@settings(**dict(EX, max_examples=10 if SANITIZE else 100))
+@given(dist=DIST, seed=SEED, p=conv_params(), mask=st.integers(1, 7),
        extremes=st.booleans(), skip_w=st.integers(0, 200), gap_b=st.integers(0, 50),
        scales=scales_st(), balanced=st.booleans())
-def test_conv2d_jvp(nl, bits, dist, seed, p, mask, extremes, skip_w, gap_b, scales, balanced):
+def test_conv2d_jvp(nl, fmt, dist, seed, p, mask, extremes, skip_w, gap_b, scales, balanced):
     """groups, depthwise, strides, asymmetric pads (conv_params); the direction row of each
     channel continues the previous channel's Rademacher word."""
     rng = np.random.default_rng(seed)
     has = (bool(mask & 1), bool(mask & 2), bool(mask & 4))
-    c = Case("conv", p, bits, dist, has, seed, rng, extremes, scales, skip_w, gap_b)
+    c = Case("conv", p, fmt[0], dist, has, seed, rng, extremes, scales, skip_w, gap_b,
+             wbits=fmt[1])
     if balanced:
         c.scales = balanced_scales(c, rng)
     check_case(nl, c)
@@ -583,18 +603,19 @@ DEPTHWISE = dict(in_c=5, in_h=6, in_w=5, out_c=5, out_h=6, out_w=5, k_h=3, k_w=3
 @pytest.mark.parametrize("mask", range(1, 8), ids=lambda v: "abc" if v == 7 else
                          "".join(t for i, t in enumerate("abc") if v >> i & 1))
 @pytest.mark.parametrize("dist", [qk.ZO_RADEMACHER, qk.ZO_GAUSS], ids=["rad", "gauss"])
-@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("fmt", FORMATS, ids=FMT_IDS)
 @pytest.mark.parametrize("layer", ["gemm", "conv27", "depthwise"])
-def test_every_combination_of_terms(nl, layer, bits, dist, mask):
-    """All 7 combinations of present terms, both distributions and widths, with scales that
-    make every term count; three seeds each, the generators starting mid-stream."""
+def test_every_combination_of_terms(nl, layer, fmt, dist, mask):
+    """All 7 combinations of present terms, both distributions and all three formats, with
+    scales that make every term count; three seeds each, the generators starting mid-stream."""
+    bits, wbits = fmt
     geo = {"gemm": (37, 11), "conv27": CONV_27, "depthwise": DEPTHWISE}[layer]
     has = (bool(mask & 1), bool(mask & 2), bool(mask & 4))
-    for seed in (mask * 1000 + bits, 77 + dist, 2**32 - 1 - mask):
+    for seed in (mask * 1000 + bits + 100 * (wbits != bits), 77 + dist, 2**32 - 1 - mask):
         rng = np.random.default_rng(seed)
         c = Case("gemm" if layer == "gemm" else "conv", geo, bits, dist, has, seed, rng,
                  seed % 2 == 0, {}, skip_w=int(rng.integers(0, 100)),
-                 gap_b=int(rng.integers(0, 9)))
+                 gap_b=int(rng.integers(0, 9)), wbits=wbits)
         c.scales = balanced_scales(c, rng)
         ty, _, _, _ = check_case(nl, c)
         assert np.abs(ty.astype(np.int64)).max() >= 1 << (bits - 2)   # the format is used
@@ -629,20 +650,113 @@ def test_q16_narrowing_of_both_terms(nl, dist):
     assert ra == (576 << 30).bit_length() - 31
 
 
-@pytest.mark.parametrize("bits", [8, 16])
-def test_gemm_jvp_at_the_accumulator_bound(nl, bits):
-    """131071 products of (-2^(bits-1))^2 (the documented bound): exact in int32 (q8) and
-    int64 before narrowing (q16)."""
+@pytest.mark.parametrize("dist", [qk.ZO_RADEMACHER, qk.ZO_GAUSS])
+def test_w16a8_narrows_a_only(nl, dist):
+    """w16a8: int8 tx at -128 against int16 weights at -32768 / +32767 (products 2^22): A
+    beyond int32 is narrowed (gemm k = 4096: A = 2^34, rs_A = 4; conv 64 x 3x3: 576 * 2^22,
+    rs_A = 1), while B, even with x aligned to the signs of the directions (|B| <= 4096 * 128
+    * 510 < 2^31), is q8's int32 and never narrowed (rs_B = 0)."""
+    k, m, seed = 4096, 3, 6
+    rng = np.random.default_rng(seed)
+    tx = np.full(k, -128, np.int8)
+    w = np.full(m * k, -32768, np.int16)
+    w[k:2 * k] = 32767
+    c = Case("gemm", (k, m), 8, dist, (True, True, True), seed, rng, False, {}, skip_w=3,
+             wbits=16)
+    z = z_at(seed, c.sid, c.skip_w, m * k, dist).reshape(m, k)
+    c.x, c.tx, c.w = np.where(z[0] >= 0, 127, -128).astype(np.int8), tx, w
+    c.scales = balanced_scales(c, rng)
+    _, _, ra, rb = check_case(nl, c)
+    assert (ra, rb) == (4, 0) and (k << 22).bit_length() - 31 == 4
+    p = dict(in_c=64, in_h=4, in_w=4, out_c=2, out_h=4, out_w=4, k_h=3, k_w=3, stride_h=1,
+             stride_w=1, pad_top=1, pad_left=1, groups=1)
+    data = (np.full(64 * 16, 127, np.int8), np.full(64 * 16, -128, np.int8),
+            np.full(2 * 576, -32768, np.int16))
+    c = Case("conv", p, 8, dist, (True, True, False), seed, rng, False, {}, data=data,
+             wbits=16)
+    c.scales = balanced_scales(c, rng)
+    _, _, ra, rb = check_case(nl, c)
+    assert (ra, rb) == ((576 << 22).bit_length() - 31, 0) == (1, 0)
+
+
+@settings(**dict(EX, max_examples=10 if SANITIZE else 40))
+@given(dist=DIST, seed=SEED, layer=st.sampled_from(["gemm", "conv"]), mask=st.integers(1, 7),
+       wide=st.integers(600, 3000), scales=scales_st(), balanced=st.booleans())
+def test_w16a8_narrowing_random(nl, dist, seed, layer, mask, wide, scales, balanced):
+    """w16a8 with enough taps (600..3000 in an output's full window) that int16 weights near
+    their extremes push A past int32 (surely when the products share a sign: >= 600 * 2^21):
+    the narrowing's rounding on random values, against the composition and the exact
+    reference."""
+    rng = np.random.default_rng(seed)
+    has = (bool(mask & 1), bool(mask & 2), bool(mask & 4))
+    if layer == "gemm":
+        geo = (wide, int(rng.integers(1, 5)))
+    else:
+        cin, kk = wide // 9, 3
+        geo = dict(in_c=2 * cin, in_h=4, in_w=3, out_c=4, out_h=2, out_w=2, k_h=kk, k_w=kk,
+                   stride_h=2, stride_w=1, pad_top=1, pad_left=1, groups=2)
+    c = Case(layer, geo, 8, dist, has, seed, rng, True, scales, skip_w=int(rng.integers(0, 99)),
+             wbits=16)
+    same_sign = rng.random() < 0.5               # the largest |A|
+    if same_sign:
+        c.tx = np.where(rng.random(c.tx.size) < 0.8, -128, -127).astype(np.int8)
+        c.w = np.where(rng.random(c.w.size) < 0.9, -32768, -32767).astype(np.int16)
+    if balanced:
+        c.scales = balanced_scales(c, rng)
+    _, _, ra, rb = check_case(nl, c)
+    assert rb == 0 and (ra > 0 or not (same_sign and has[0]))
+
+
+@pytest.mark.parametrize("fmt", FORMATS, ids=FMT_IDS)
+def test_gemm_jvp_at_the_accumulator_bound(nl, fmt):
+    """131071 products of lo(bits) * lo(wbits), the largest products (the documented bound):
+    |A| = 131071 * 2^14 < 2^31 exact in int32 (q8); 131071 * 2^30 < 2^47 (q16) and
+    131071 * 2^22 < 2^39 (w16a8: products <= 2^22) exact in the int64 accumulator, then
+    narrowed. Every partial sum has the same sign and grows monotonically to |A|, so no
+    intermediate exceeds the final value: the int64 sum cannot overflow within the bound."""
+    bits, wbits = fmt
     k = 131071
-    lo = -(1 << (bits - 1))
+    lo, wlo = -(1 << (bits - 1)), -(1 << (wbits - 1))
     rng = np.random.default_rng(1)
-    data = (None, np.full(k, lo, qdt(bits)), np.full(k, lo, qdt(bits)))
+    data = (None, np.full(k, lo, qdt(bits)), np.full(k, wlo, qdt(wbits)))
     c = Case("gemm", (k, 1), bits, 0, (True, False, False), 1, rng, False,
-             {"a_mult": 1 << 30, "a_exp": -20}, data=data)
+             {"a_mult": 1 << 30, "a_exp": -20}, data=data, wbits=wbits)
     ty, e, ra, _ = check_case(nl, c)
-    exact = Fraction(k * lo * lo) * Fraction(1, 2) * Fraction(2) ** -20
+    A = k * lo * wlo
+    assert A < {(8, 8): 1 << 31, (16, 16): 1 << 47, (8, 16): 1 << 39}[fmt] < 1 << 63
+    exact = Fraction(A) * Fraction(1, 2) * Fraction(2) ** -20
     assert abs(int(ty[0]) * Fraction(2) ** e - exact) <= Fraction(2) ** e
-    assert ra == (0 if bits == 8 else (k << 30).bit_length() - 31)
+    assert ra == (0 if fmt == (8, 8) else A.bit_length() - 31)
+    assert ra == {(8, 8): 0, (16, 16): 16, (8, 16): 8}[fmt]
+    if fmt == (8, 16):
+        # the same sum with mixed signs (+-32767 / -32768 weights, tx at both extremes)
+        w = np.where(np.arange(k) % 3 == 0, 32767, -32768).astype(np.int16)
+        tx = np.where(np.arange(k) % 5 == 0, 127, -128).astype(np.int8)
+        c = Case("gemm", (k, 1), 8, 0, (True, False, False), 1, rng, False,
+                 {"a_mult": (1 << 31) - 1, "a_exp": 0}, data=(None, tx, w), wbits=16)
+        _, _, ra, _ = check_case(nl, c)
+        assert ra == abs(int(tx.astype(np.int64) @ w.astype(np.int64))).bit_length() - 31
+
+
+@settings(**dict(EX, max_examples=10 if SANITIZE else 60))
+@given(dist=DIST, seed=SEED, geo=st.one_of(st.tuples(st.integers(0, 45), st.integers(0, 9)),
+                                           conv_params()),
+       mask=st.integers(1, 7), skip_w=st.integers(0, 200), scales=scales_st())
+def test_w16a8_with_int8_range_weights_is_q8(nl, dist, seed, geo, mask, skip_w, scales):
+    """Weights inside int8 keep |A| <= 131071 * 2^14 < 2^31, so rs_A = 0: tt_*_jvp_w16a8 then
+    equals tt_*_jvp_q8 on the same values bit for bit (ty, e_out, generator end states)."""
+    rng = np.random.default_rng(seed)
+    has = (bool(mask & 1), bool(mask & 2), bool(mask & 4))
+    layer = "gemm" if isinstance(geo, tuple) else "conv"
+    c = Case(layer, geo, 8, dist, has, seed, rng, True, scales, skip_w=skip_w, wbits=16)
+    c.w = c.w.clip(-128, 127)
+    out = []
+    for wb in (16, 8):
+        c.wbits, c.w = wb, c.w.astype(qdt(wb))
+        st_, ty, e, zw, zb = run_c(nl, c)
+        nl.ok(st_)
+        out.append((list(ty), e, [(g.state, g.inc) for g, on in zip((zw, zb), has[1:]) if on]))
+    assert out[0] == out[1]
 
 
 def test_gemm_jvp_empty_shapes(nl):
@@ -650,10 +764,10 @@ def test_gemm_jvp_empty_shapes(nl):
     A and B terms are 0, only the bias direction is left."""
     rng = np.random.default_rng(0)
     sc = {"a_mult": 5, "a_exp": 40, "b_mult": 1, "b_exp": 3, "c_mult": 1 << 30, "c_exp": 0}
-    for bits in (8, 16):
+    for bits, wbits in FORMATS:
         for k, m in ((4, 0), (0, 0), (0, 5)):
             c = Case("gemm", (k, m), bits, qk.ZO_RADEMACHER, (True, True, True), 3, rng, False,
-                     sc)
+                     sc, wbits=wbits)
             ty, e, _, _ = check_case(nl, c)
             assert ty.size == m
             if m == 0:
@@ -666,6 +780,10 @@ def test_gemm_jvp_empty_shapes(nl):
     ty = np.zeros(3, np.int8)
     nl.ok(nl.lib.tt_gemm_jvp_q8(nl.NULL, nl.NULL, nl.NULL, nl.ptr(ty), 0, 3, nl.prng(1, 2),
                                 nl.NULL, 0, s, e))
+    nl.ok(nl.lib.tt_gemm_jvp_w16a8(nl.NULL, nl.NULL, nl.NULL, nl.NULL, 4, 0, nl.prng(1, 2),
+                                   nl.prng(1, 3), 0, s, e))
+    nl.ok(nl.lib.tt_gemm_jvp_w16a8(nl.NULL, nl.NULL, nl.NULL, nl.ptr(ty), 0, 3, nl.prng(1, 2),
+                                   nl.NULL, 0, s, e))
 
 
 def test_conv2d_jvp_scratch(nl):
@@ -688,6 +806,9 @@ def test_conv2d_jvp_uses_exactly_its_scratch_row(nl, dist):
     for has in ((True, False, True), (False, False, True), (False, True, False)):
         c2 = Case("conv", CONV_27, 16, dist, has, 4, rng, True, c.scales)
         check_case(nl, c2)
+    for has in ((True, True, True), (True, False, True), (False, True, False)):
+        c3 = Case("conv", CONV_27, 8, dist, has, 4, rng, True, c.scales, wbits=16)
+        check_case(nl, c3)
 
 
 def _craft_old(ones: bool, parity: int) -> int:
@@ -706,9 +827,9 @@ def _crafted(state, inc):
     return g
 
 
-@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("fmt", FORMATS, ids=FMT_IDS)
 @pytest.mark.parametrize("pattern", [(True, False), (False, True), (True, True)])
-def test_gauss_extremes_of_z(nl, bits, pattern):
+def test_gauss_extremes_of_z(nl, fmt, pattern):
     """z = +510 / -510 (draws 0xFFFFFFFF / 0) against x at the storage extremes, through a
     crafted generator (state and inc chosen so that the first two draws are those words):
     the B term of the fused kernel (and its twin) with one output per row of x."""
@@ -719,6 +840,7 @@ def test_gauss_extremes_of_z(nl, bits, pattern):
     outs = _output(np.array([old0, old1], np.uint64))
     assert list(outs) == [0xFFFFFFFF if o else 0 for o in pattern]
     zv = [510 if o else -510 for o in pattern]
+    bits, wbits = fmt
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     x = np.array([lo, hi, hi, lo, lo, lo, hi, hi], qdt(bits))          # 4 rows, k = 2
     want = x.astype(np.int64).reshape(4, 2) @ np.array(zv, np.int64)
@@ -730,11 +852,11 @@ def test_gauss_extremes_of_z(nl, bits, pattern):
         xr = np.ascontiguousarray(x[2 * r:2 * r + 2])
         ty = np.zeros(1, qdt(bits))
         cst = nl.ffi.new("tt_prng *", {"state": old0, "inc": inc})
-        nl.ok(fn(nl, "gemm_jvp", bits)(nl.ptr(xr), nl.NULL, nl.NULL, nl.ptr(ty), 2, 1, cst,
-                                        nl.NULL, qk.ZO_GAUSS, sc, e))
+        nl.ok(fn(nl, "gemm_jvp", bits, wbits)(nl.ptr(xr), nl.NULL, nl.NULL, nl.ptr(ty), 2, 1,
+                                               cst, nl.NULL, qk.ZO_GAUSS, sc, e))
         py = _crafted(old0, inc)
         tw, etw = qjvp.gemm_jvp(xr, None, None, 2, 1, py, None, qk.ZO_GAUSS,
-                                {"b_mult": 1 << 30, "b_exp": 0}, bits)
+                                {"b_mult": 1 << 30, "b_exp": 0}, bits, wbits)
         assert ty[0] == tw[0] and e[0] == etw
         assert (cst.state, cst.inc) == (py.state, py.inc)
         # B = want[r] (|B| <= 2^bits * 510 < 2^31: no narrowing), times 1/2: exact up to 1 LSB
@@ -743,7 +865,7 @@ def test_gauss_extremes_of_z(nl, bits, pattern):
     assert list(qjvp.zo_values(_crafted(old0, inc), 2, qk.ZO_GAUSS)) == zv
 
 
-def _error_calls(nl, bits, layer):
+def _error_calls(nl, bits, wbits, layer):
     """(description, call) pairs that must fail, and the state they must not touch."""
     E, S = nl.lib.TT_ERR_ARG, nl.lib.TT_ERR_SHAPE
     k, m = 4, 3
@@ -752,7 +874,7 @@ def _error_calls(nl, bits, layer):
     n = m if layer == "gemm" else 18
     nx = k if layer == "gemm" else 12
     x, tx = np.ones(nx, qdt(bits)), np.ones(nx, qdt(bits))
-    w = np.ones(m * k if layer == "gemm" else 6, qdt(bits))
+    w = np.ones(m * k if layer == "gemm" else 6, qdt(wbits))
     ty = np.full(n, 9, qdt(bits))
     zrow = np.zeros(2, np.int16)
     e = nl.ffi.new("int *", 1234)
@@ -771,9 +893,9 @@ def _error_calls(nl, bits, layer):
         P = nl.NULL if P is None else nl.conv(P)
         ptrs = [nl.ptr(a) if isinstance(a, np.ndarray) else a for a in (X, TX, W, TY)]
         if layer == "gemm":
-            return fn(nl, "gemm_jvp", bits)(*ptrs, K, M, ZW, ZB, dist, s, eo)
+            return fn(nl, "gemm_jvp", bits, wbits)(*ptrs, K, M, ZW, ZB, dist, s, eo)
         zr = nl.ptr(ZR) if isinstance(ZR, np.ndarray) else ZR
-        return fn(nl, "conv2d_jvp", bits)(P, *ptrs, ZW, ZB, dist, s, eo, zr)
+        return fn(nl, "conv2d_jvp", bits, wbits)(P, *ptrs, ZW, ZB, dist, s, eo, zr)
     N = nl.NULL
     bad = [("no term", E, dict(TX=N, ZW=N, ZB=N)),
            ("s NULL", E, dict(s=N)), ("e_out NULL", E, dict(eo=N)),
@@ -795,9 +917,9 @@ def _error_calls(nl, bits, layer):
 
 
 @pytest.mark.parametrize("layer", ["gemm", "conv"])
-@pytest.mark.parametrize("bits", [8, 16])
-def test_fused_argument_errors_write_and_draw_nothing(nl, bits, layer):
-    call, bad, (ty, e, zw, zb), good, sc, keep = _error_calls(nl, bits, layer)
+@pytest.mark.parametrize("fmt", FORMATS, ids=FMT_IDS)
+def test_fused_argument_errors_write_and_draw_nothing(nl, fmt, layer):
+    call, bad, (ty, e, zw, zb), good, sc, keep = _error_calls(nl, *fmt, layer)
     s0 = (zw.state, zb.state)
     for what, status, kw in bad:
         assert call(**kw) == status, what
@@ -854,6 +976,50 @@ def test_q16_exponent_overflow_after_narrowing(nl, layer):
         assert (ra if has[0] else rb) > 0
 
 
+@pytest.mark.parametrize("layer", ["gemm", "conv"])
+def test_w16a8_exponent_overflow_after_narrowing(nl, layer):
+    """w16a8: a_exp = TT_QJVP_EXP_MAX with A beyond int32 (gemm 1024 products of 2^22: rs_A =
+    2; conv 64 x 3x3, one output per channel: rs_A = 1) is TT_ERR_ARG after pass 1, nothing
+    written or drawn, and the twin raises; b_exp = TT_QJVP_EXP_MAX stays legal (B is never
+    narrowed), also with x aligned to the directions' signs (gemm)."""
+    rng = np.random.default_rng(3)
+    big = qjvp.EXP_MAX
+    if layer == "gemm":
+        geo, nx, nw = (1024, 2), 1024, 2048
+    else:
+        geo = dict(in_c=64, in_h=3, in_w=3, out_c=2, out_h=1, out_w=1, k_h=3, k_w=3,
+                   stride_h=1, stride_w=1, pad_top=0, pad_left=0, groups=1)
+        nx, nw = 64 * 9, 2 * 576
+    data = (np.full(nx, 127, np.int8), np.full(nx, -128, np.int8), np.full(nw, -32768, np.int16))
+    sc = {"a_mult": 1, "a_exp": big, "b_mult": 1, "c_mult": 1}
+    for dist in (qk.ZO_RADEMACHER, qk.ZO_GAUSS):
+        c = Case("gemm" if layer == "gemm" else "conv", geo, 8, dist, (True, True, True), 2,
+                 rng, False, sc, skip_w=5, data=data, wbits=16)
+        if layer == "gemm":
+            z = z_at(c.seed, c.sid, c.skip_w, c.nw, c.dist)[:nx]
+            c.x = np.where(z >= 0, 127, -128).astype(np.int8)
+        st_, ty, e, zw, zb = run_c(nl, c)
+        assert st_ == nl.lib.TT_ERR_ARG
+        np.testing.assert_array_equal(ty, 77)
+        assert e == -999
+        pw, pb = c.py_gens()
+        assert (zw.state, zb.state) == (pw.state, pb.state)
+        tw, tb = c.py_gens()
+        x, tx, w = c.arrays()
+        with pytest.raises(ValueError):
+            if layer == "gemm":
+                qjvp.gemm_jvp(x, tx, w, *geo, tw, tb, dist, sc, 8, 16)
+            else:
+                qjvp.conv2d_jvp(geo, x, tx, w, tw, tb, dist, sc, 8, 16)
+        assert (tw.state, tb.state) == (pw.state, pb.state)
+        c.scales = dict(sc, a_exp=big - 40, b_exp=big)
+        _, _, ra, rb = check_case(nl, c)
+        assert (ra, rb) == ((2, 0) if layer == "gemm" else (1, 0))
+        c.has = (False, True, True)
+        c.scales = {"b_mult": (1 << 31) - 1, "b_exp": big, "c_mult": 1, "c_exp": 0}
+        check_case(nl, c)
+
+
 def test_twin_argument_errors():
     x = np.ones(4, np.int8)
     w = np.ones(12, np.int8)
@@ -873,6 +1039,10 @@ def test_twin_argument_errors():
         qjvp.gemm_jvp(x, None, None, 4, 3, g, None, 5, sc)               # dist
     with pytest.raises(ValueError):
         qjvp.gemm_jvp(x, x, w, -1, 3, None, None, 0, sc)
+    with pytest.raises(ValueError):
+        qjvp.gemm_jvp(x, x, w, 4, 3, None, None, 0, sc, bits=16, wbits=8)  # no such format
+    with pytest.raises(ValueError):
+        qjvp.conv2d_jvp(CONV_27, x, x, w, None, None, 0, sc, bits=8, wbits=32)
     assert (g.state, g.inc) == (Pcg32(1, 2).state, Pcg32(1, 2).inc)
     p = dict(CONV_27, groups=4)
     with pytest.raises(ValueError):

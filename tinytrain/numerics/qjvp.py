@@ -2,9 +2,11 @@
 specification in runtime_c/include/tt_qjvp.h), bit for bit.
 
 Contract (``bits`` 8: int8 data / int32 accumulators, the _q8 kernels; 16: int16 / int64,
-_q16). Every function returns the values the C writes (accumulators as int32 / int64 arrays,
-tangents in the storage dtype, flat) and raises ValueError where the C returns TT_ERR_ARG or
-TT_ERR_SHAPE.
+_q16). The Gemm / Conv functions also take ``wbits`` (weight bits, default ``bits``):
+``bits=8, wbits=16`` is the mixed w16a8 format of tt_gemm_fwd_w16a8 (_w16a8: int8 data and
+tangent, int16 weights, so an int64 accumulator for tx W). Every function returns the values
+the C writes (accumulators as int32 / int64 arrays, tangents in the storage dtype, flat) and
+raises ValueError where the C returns TT_ERR_ARG or TT_ERR_SHAPE.
 
 - Directions z are integers drawn from a :class:`~tinytrain.numerics.prng.Pcg32` positioned
   at the first value of ONE tensor, in its memory order, exactly as the zo kernels draw them
@@ -14,13 +16,15 @@ TT_ERR_SHAPE.
 - ``gemm_jvp`` / ``conv2d_jvp`` (tt_gemm_jvp_* / tt_conv2d_jvp_*): the tangent of a Gemm /
   Conv output, (ty, e_out). Written here AS the composition that the fused C kernels
   reproduce with O(1) memory: the raw terms A = ``gemm_acc`` / ``conv2d_acc`` of (tx, W),
-  B = ``gemm_zx`` / ``conv2d_zx`` of x, C = ``zo_values`` per output channel; for int16 A and
-  B narrowed tensor-wide to int32 (``fixed.grad_quant_pow2(., 32)``, the shift added to the
-  term's exponent); then ``tangent_join``. ``scales`` is a :class:`JvpScales` (or a dict with
+  B = ``gemm_zx`` / ``conv2d_zx`` of x, C = ``zo_values`` per output channel; every int64
+  accumulator (A and B for q16, A for w16a8) narrowed tensor-wide to int32
+  (``fixed.grad_quant_pow2(., 32)``, the shift added to the term's exponent); then
+  ``tangent_join`` (of ``bits``). ``scales`` is a :class:`JvpScales` (or a dict with
   any of its six fields, the rest 0). zw / zb (None: term absent) advance past their tensor
   only on success, as the C's generators. The spec's building blocks have no C of their own (the fused kernels
   replaced them):
-- ``gemm_acc`` / ``conv2d_acc``: raw accumulators x W^T / conv(x, W) (no bias, no requant).
+- ``gemm_acc`` / ``conv2d_acc``: raw accumulators x W^T / conv(x, W) (no bias, no requant;
+  int64 when ``bits`` or ``wbits`` is 16).
 - ``gemm_zx`` / ``conv2d_zx``: x Z^T / conv(x, Z) with Z the weight-shaped direction
   ([m][k] / [out_c][in_c/groups][k_h][k_w], drawn in that memory order).
 - ``zo_values``: the next n direction values (int32), e.g. a bias direction.
@@ -53,10 +57,13 @@ def _a(x):
     return np.asarray(x, dtype=I64)
 
 
-def _acc_dtype(bits):
-    if bits not in (8, 16):
-        raise ValueError(f"bits must be 8 or 16, got {bits}")
-    return np.int32 if bits == 8 else np.int64
+def _acc_dtype(bits, wbits=None):
+    """The accumulator of data of `bits` times weights of `wbits` (default `bits`): int32 for
+    q8, int64 for q16 and w16a8 (int8 x int16 products reach 2^22)."""
+    wbits = bits if wbits is None else wbits
+    if (bits, wbits) not in ((8, 8), (16, 16), (8, 16)):
+        raise ValueError(f"no kernel for {wbits}-bit weights and {bits}-bit data")
+    return np.int32 if wbits == 8 else np.int64
 
 
 def _check_dist(dist):
@@ -72,16 +79,16 @@ def _conv_shapes(p):
 
 # ---- building blocks of the fused kernels (numpy only) -----------------------------------
 
-def gemm_acc(x, w, n, k, m, bits=8):
+def gemm_acc(x, w, n, k, m, bits=8, wbits=None):
     """Term A of tt_gemm_jvp_*: acc[i][j] = sum_kk x[i][kk] * w[j][kk], flat [n*m]."""
-    dt = _acc_dtype(bits)
+    dt = _acc_dtype(bits, wbits)
     acc = chains.gemm_fwd(_a(x).reshape(n, k), _a(w).reshape(m, k), np.zeros((n, m), I64))
     return acc.astype(dt).reshape(-1)
 
 
-def conv2d_acc(p, x, w, bits=8):
+def conv2d_acc(p, x, w, bits=8, wbits=None):
     """Term A of tt_conv2d_jvp_*: the accumulator of conv2d_fwd without bias / requant."""
-    dt = _acc_dtype(bits)
+    dt = _acc_dtype(bits, wbits)
     xs, ws, ys = _conv_shapes(p)
     acc = chains.conv_fwd(p, _a(x).reshape(xs), _a(w).reshape(ws), np.zeros(ys, I64))
     return acc.astype(dt).reshape(-1)
@@ -212,8 +219,8 @@ def _jvp(n, inner, acc_a, acc_b, n_ch, zw, zb, dist, scales, bits):
     zwc = None if zw is None else zw.copy()
     zbc = None if zb is None else zb.copy()
 
-    def narrow(acc):                  # q16: int64 -> int32 tensor-wide, q8: int32 already
-        if acc is None or bits == 8:
+    def narrow(acc):                  # an int64 accumulator -> int32 tensor-wide
+        if acc is None or acc.dtype == np.int32:
             return acc, 0
         return grad_quant_pow2(acc, 32)
     a, ra = narrow(None if acc_a is None else acc_a())
@@ -227,23 +234,28 @@ def _jvp(n, inner, acc_a, acc_b, n_ch, zw, zb, dist, scales, bits):
     return ty, e_out
 
 
-def gemm_jvp(x, tx, w, k, m, zw: Pcg32 | None, zb: Pcg32 | None, dist, scales, bits=8):
-    """tt_gemm_jvp_q8 / _q16 (batch 1: x [k], w [m][k]): (ty [m] in the storage dtype, e_out).
-    tx / zw / zb None: that term absent. Advances zw past m*k values and zb past m."""
+def gemm_jvp(x, tx, w, k, m, zw: Pcg32 | None, zb: Pcg32 | None, dist, scales, bits=8,
+             wbits=None):
+    """tt_gemm_jvp_q8 / _q16, or _w16a8 with bits=8, wbits=16 (batch 1: x [k], w [m][k]):
+    (ty [m] in the storage dtype of `bits`, e_out). tx / zw / zb None: that term absent.
+    Advances zw past m*k values and zb past m."""
+    _acc_dtype(bits, wbits)
     if k < 0 or m < 0:
         raise ValueError("k, m must be >= 0")
-    acc_a = None if tx is None else (lambda: gemm_acc(tx, w, 1, k, m, bits))
+    acc_a = None if tx is None else (lambda: gemm_acc(tx, w, 1, k, m, bits, wbits))
     return _jvp(m, 1, acc_a, lambda rng: gemm_zx(x, 1, k, m, rng, dist, bits), m, zw, zb, dist,
                 scales, bits)
 
 
-def conv2d_jvp(p, x, tx, w, zw: Pcg32 | None, zb: Pcg32 | None, dist, scales, bits=8):
-    """tt_conv2d_jvp_q8 / _q16: (ty [out_c*out_h*out_w] in the storage dtype, e_out).
-    tx / zw / zb None: that term absent. Advances zw past the weight's size values and zb past
-    out_c."""
+def conv2d_jvp(p, x, tx, w, zw: Pcg32 | None, zb: Pcg32 | None, dist, scales, bits=8,
+               wbits=None):
+    """tt_conv2d_jvp_q8 / _q16, or _w16a8 with bits=8, wbits=16: (ty [out_c*out_h*out_w] in
+    the storage dtype of `bits`, e_out). tx / zw / zb None: that term absent. Advances zw past
+    the weight's size values and zb past out_c."""
+    _acc_dtype(bits, wbits)
     _check_conv(p)
     inner = p["out_h"] * p["out_w"]
-    acc_a = None if tx is None else (lambda: conv2d_acc(p, tx, w, bits))
+    acc_a = None if tx is None else (lambda: conv2d_acc(p, tx, w, bits, wbits))
     return _jvp(p["out_c"] * inner, inner, acc_a, lambda rng: conv2d_zx(p, x, rng, dist, bits),
                 p["out_c"], zw, zb, dist, scales, bits)
 

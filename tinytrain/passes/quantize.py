@@ -49,12 +49,10 @@ class QuantConfig:
     act_headroom_16: float = 8.0
     logits_headroom: float = 4.0
 
-    def act_headroom(self, bits: int | None = None) -> float:
-        return self.act_headroom_8 if (bits or self.bits) == 8 else self.act_headroom_16
     calibration_samples: int = 512
-    # zo (SPSA) with 8-bit activations: bits of the perturbed weights. 16 = the 16w8a format
-    # (int16 weights, int8 activations, mixed kernels), the default: an 8-bit weight cannot
-    # hold a perturbation or an update below one LSB. 8 = 8w8a (warned about).
+    # zo (SPSA) and jvp with 8-bit activations: bits of the trained weights. 16 = the 16w8a
+    # format (int16 weights, int8 activations, mixed kernels), the default: an 8-bit weight
+    # cannot hold a perturbation or an update below one LSB. 8 = 8w8a (warned about).
     zo_weight_bits: int = 16
     # Keep a ReLU output for the backward pass as a 1-bit mask (y > 0) where nothing else in
     # the backward pass reads it: exact, 1 bit instead of 8 / 16 per element.
@@ -67,6 +65,9 @@ class QuantConfig:
     # pass as a k-bit code of the input's interval (1..4; 0 = keep the output itself); the
     # derivative becomes piecewise constant (numerics/qact.py: RMS error halves per bit).
     fewbit_codes: int = 0
+
+    def act_headroom(self, bits: int | None = None) -> float:
+        return self.act_headroom_8 if (bits or self.bits) == 8 else self.act_headroom_16
 
     def __post_init__(self):
         if self.bits not in (8, 16):
