@@ -21,7 +21,7 @@ Generated-C part (issue 5, runs by default after the fp32 part): training throug
 generated C (export + HostModel, batch 1, plain SGD, one sample order) on the digits
 adaptation (MLP last:1, CNN last:1, MLP bias) and breast cancer (last:1), bp vs zo vs jvp in
 fp32 and int8 side by side: fp32 bp, fp32 zo n=4, fp32 jvp n=4, int8 bp, int8 zo 16w8a
-(n=1 / n=4, spsa / sign), int8 jvp n=1 / n=4 (rademacher, spsa; 8-bit weights), int8 zo n=4
+(n=1 / n=4, spsa / sign), int8 jvp n=1 / n=4 (rademacher, spsa; 16w8a like zo), int8 zo n=4
 with the sharpness-aware point (rho swept at int8 zo n=4's lr and eps), int8 zo 8w8a n=4,
 int16 zo n=4, int16 jvp n=4; on the MLP last:1 also fp16 bp / zo n=4 / jvp n=4. Two
 trainable-all scenarios (digits MLP all, CNN all) run fp32 bp / zo n=4 / jvp n=4, int8 bp /
@@ -444,7 +444,7 @@ FX_METHODS = (
     FxMethod("int8 bp", "int8", dict(algo="bp")),
     FxMethod("int8 zo n=4", "int8", dict(algo="zo", perturbations=4), eps=FX_EPS, target=True),
     # int8 jvp: the directions zo draws (rademacher, stream (seed, step, k)), dL.v exact up to
-    # the integer tangents' rounding, no eps; the trained weights stay 8-bit (no 16w8a format)
+    # the integer tangents' rounding, no eps; trained weights int16 (16w8a, as int8 zo)
     FxMethod("int8 jvp n=4", "int8", dict(algo="jvp", perturbations=4, zo_dist="rademacher",
                                           zo_estimator="spsa"), target=True),
     FxMethod("int8 zo n=4 SAM", "int8", dict(algo="zo", perturbations=4),
@@ -910,7 +910,7 @@ def fx_verdict_lines(verdict, scs):
     lines = []
     for algo, what in (("zo", "int8 zo methods (16w8a / 8w8a, n=1 / 4, spsa / sign, SAM, "
                                "+ bp last)"),
-                       ("jvp", "int8 jvp (n=1 / 4, rademacher, spsa, 8-bit weights)")):
+                       ("jvp", "int8 jvp (n=1 / 4, rademacher, spsa, 16w8a)")):
         va = [v for v in verdict if v[4] == algo]
         if not va:
             continue
@@ -1048,21 +1048,20 @@ def fx_reading_jvp(names, run, pp):
         f"arithmetic) {per('int8 jvp n=4', 'fp32 jvp n=4')}; int8 jvp n=4 - int8 bp "
         f"{per('int8 jvp n=4', 'int8 bp')}; int8 jvp n=4 - fp32 bp "
         f"{per('int8 jvp n=4', 'fp32 bp')}. jvp and zo draw the same directions; the lr is "
-        "selected per method, and int8 zo trains 16-bit weights where int8 jvp trains 8-bit "
-        "ones.",
+        "selected per method, and both int8 zo and int8 jvp train 16-bit weights (16w8a).",
         "jvp host cost per sample: int8 jvp n=4 / int8 zo n=4 "
         f"{ratio('int8 jvp n=4', 'int8 zo n=4')}, int8 jvp n=1 / int8 zo n=1 "
         f"{ratio('int8 jvp n=1', 'int8 zo n=1')}, fp32 jvp n=4 / fp32 zo n=4 "
         f"{ratio('fp32 jvp n=4', 'fp32 zo n=4')}, int8 jvp n=4 / fp32 jvp n=4 "
         f"{ratio('int8 jvp n=4', 'fp32 jvp n=4')}, int8 jvp n=4 / fp32 bp "
         f"{ratio('int8 jvp n=4', 'fp32 bp')} (n jvp passes against 2n zo passes; an int8 "
-        "Gemm / Conv tangent is computed in 2 passes over the layer).",
+        "Gemm / Conv tangent is computed in 2-3 passes over the layer).",
         "Planned arena / RAM total (bytes), int8 jvp n=4 vs int8 zo n=4 vs int8 bp vs fp32 jvp "
         "n=4: " + "; ".join(f"{s} {mem(s, 'int8 jvp n=4')} vs {mem(s, 'int8 zo n=4')} vs "
                            f"{mem(s, 'int8 bp')} vs {mem(s, 'fp32 jvp n=4')}" for s in names)
         + ". jvp keeps a value and its tangent live together, so its arena is zo's (the "
-        "inference arena) or larger; int8 zo's 16w8a format doubles the trained weights "
-        "(params_rw), int8 jvp keeps them 8-bit.",
+        "inference arena) or larger; the 16w8a format of int8 zo and jvp doubles the trained "
+        "weights (params_rw) against int8 bp.",
     ]
 
 
@@ -1136,8 +1135,7 @@ def fx_write_md(path, scs, tables, secs, quick):
         "hybrid (`hybrid_bp_layers=1`: the last layer trains by backprop from the unperturbed "
         "pass, the earlier trainable layers by zo n=4; in int8 by integer backprop and 16w8a "
         "zo); `sign` = sign-SPSA. int8 zo stores the weights it trains as int16 (16w8a) unless "
-        "marked 8w8a; int8 jvp keeps them int8 (its update goes through stochastic rounding "
-        "like 8w8a zo's).",
+        "marked 8w8a; int8 jvp stores them as int16 too (16w8a).",
         "",
         "Forward passes per sample: bp 1 (plus its backward pass), zo 2n (+1 for the hybrid), "
         "jvp n. A jvp pass is one forward pass carrying the tangents (in fixed point each "
