@@ -321,7 +321,7 @@ class FixedTrainer:
     def _jvp_step(self, env, exps, rrng) -> float:
         """Fixed-point forward mode (lower_fixed._Lowering.jvp_spec): n interleaved passes, then
         zo's update with d_k = dL.v_k in Q24 (clamped to int32, counted)."""
-        fp, j = self.fp, self.fp.jvp
+        j = self.fp.jvp
         rr = rrng if self.rounding == qk.ROUND_STOCHASTIC else None
         ds, l0 = [], 0.0
         for k in range(j["n"]):

@@ -724,8 +724,9 @@ class _Lowering:
         (Rademacher, or Irwin-Hall / sd 148 with unit variance) of stream (seed, step, k), each
         tensor's generator advanced past the earlier tensors' draws, so the update regenerates
         them exactly as zo does. A Gemm / Conv tangent joins three terms of different scales,
-        t_x W (2^e_tx s_W), x V (s_x / sd z) and v_b (1 / sd z), in tt_tangent_join. The loss
-        gives dL.v = sum g30 t (Q30 softmax gradient times the logits' tangent); the update is
+        t_x W (2^e_tx s_W), x V (s_x / sd z) and v_b (1 / sd z), in one fused kernel
+        (tt_gemm_jvp_* / tt_conv2d_jvp_*) that recomputes the terms instead of storing them.
+        The loss gives dL.v = sum g30 t (Q30 softmax gradient times the logits' tangent); the update is
         zo's with d in Q24: w -= lr d / (s_t n sd z) z, stochastically rounded."""
         cfg, p = self.cfg, self.p
         if self.layer_bits:
@@ -801,11 +802,9 @@ class _Lowering:
             if op == "Gemm":
                 nn, k = self.shape(node.inputs[0])
                 geo = {"n": nn, "k": k, "m": self.shape(node.inputs[1])[0]}
-                inner = 1
             else:
                 geo = {"conv": conv_params(node, self.shape(node.inputs[0]),
                                            self.shape(node.inputs[1]), self.shape(y))}
-                inner = geo["conv"]["out_h"] * geo["conv"]["out_w"]
             scales = {}
             if tx:
                 sw = self.scales[w]
