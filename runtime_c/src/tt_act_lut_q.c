@@ -143,7 +143,8 @@ tt_status tt_tanh_fwd_q16(const tt_act_lut16 *p, const int16_t *x, int16_t *y, i
 /* ------------------------------------------------------------------ backward from y
  * d = f' * 2^(2 (bits-1)) exactly: sigmoid y (Y - y), tanh Y^2 - y^2 with Y = 2^(bits-1). */
 
-tt_status tt_sigmoid_bwd_x_q8(const int8_t *gy, const int8_t *y, int32_t *TT_RESTRICT gx, int n)
+static tt_status bwd8(int is_tanh, const int8_t *gy, const int8_t *y, int32_t *TT_RESTRICT gx,
+                      int n)
 {
     int i;
     if (!args_ok(n, 1, gy, y, gx)) {
@@ -151,49 +152,44 @@ tt_status tt_sigmoid_bwd_x_q8(const int8_t *gy, const int8_t *y, int32_t *TT_RES
     }
     for (i = 0; i < n; ++i) {
         const int32_t v = y[i];
-        gx[i] = (int32_t)gy[i] * (v * (128 - v));
+        gx[i] = (int32_t)gy[i] * (is_tanh ? 16384 - v * v : v * (128 - v));
     }
     return TT_OK;
 }
 
-tt_status tt_tanh_bwd_x_q8(const int8_t *gy, const int8_t *y, int32_t *TT_RESTRICT gx, int n)
+static tt_status bwd16(int is_tanh, const int16_t *gy, const int16_t *y,
+                       int64_t *TT_RESTRICT gx, int n)
 {
     int i;
     if (!args_ok(n, 1, gy, y, gx)) {
         return TT_ERR_ARG;
     }
     for (i = 0; i < n; ++i) {
-        const int32_t v = y[i];
-        gx[i] = (int32_t)gy[i] * (16384 - v * v);
+        const int64_t v = y[i];
+        gx[i] = (int64_t)gy[i] * (is_tanh ? ((int64_t)1 << 30) - v * v : v * (32768 - v));
     }
     return TT_OK;
+}
+
+tt_status tt_sigmoid_bwd_x_q8(const int8_t *gy, const int8_t *y, int32_t *TT_RESTRICT gx, int n)
+{
+    return bwd8(0, gy, y, gx, n);
+}
+
+tt_status tt_tanh_bwd_x_q8(const int8_t *gy, const int8_t *y, int32_t *TT_RESTRICT gx, int n)
+{
+    return bwd8(1, gy, y, gx, n);
 }
 
 tt_status tt_sigmoid_bwd_x_q16(const int16_t *gy, const int16_t *y, int64_t *TT_RESTRICT gx,
                                int n)
 {
-    int i;
-    if (!args_ok(n, 1, gy, y, gx)) {
-        return TT_ERR_ARG;
-    }
-    for (i = 0; i < n; ++i) {
-        const int64_t v = y[i];
-        gx[i] = (int64_t)gy[i] * (v * (32768 - v));
-    }
-    return TT_OK;
+    return bwd16(0, gy, y, gx, n);
 }
 
 tt_status tt_tanh_bwd_x_q16(const int16_t *gy, const int16_t *y, int64_t *TT_RESTRICT gx, int n)
 {
-    int i;
-    if (!args_ok(n, 1, gy, y, gx)) {
-        return TT_ERR_ARG;
-    }
-    for (i = 0; i < n; ++i) {
-        const int64_t v = y[i];
-        gx[i] = (int64_t)gy[i] * (((int64_t)1 << 30) - v * v);
-    }
-    return TT_OK;
+    return bwd16(1, gy, y, gx, n);
 }
 
 /* ------------------------------------------------------------------ few-bit codes */
